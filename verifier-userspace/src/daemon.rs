@@ -1,0 +1,1 @@
+//! `verifier daemon`: wires recorder, store, package index, decision engine and socket together.

@@ -1,0 +1,1 @@
+//! The daemon's query socket (Unix, JSON lines) and its client.
