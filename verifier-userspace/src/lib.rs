@@ -13,9 +13,11 @@
 //! - [`socket`]: the daemon's query socket and its client.
 //! - [`ar`]: OSSEC/Wazuh Active Response formats: alerts, argv/stdin, the AR log.
 //! - [`alerting`]: alert delivery beyond the AR log (mail).
+//! - [`cli`]: the `verifier` subcommands.
 //! - [`daemon`]: wiring everything together for `verifier daemon`.
 
 pub mod alerting;
+pub mod cli;
 pub mod ar;
 pub mod config;
 pub mod daemon;

@@ -1,1 +1,2 @@
+//! `verify-file`: the Active Response program OSSEC/Wazuh run for each syscheck alert.
 fn main() {}
