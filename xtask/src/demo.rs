@@ -64,7 +64,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     require_root("demo")?;
     run_command(cargo().args(["build", "--release", "--package", "verifier-userspace"]))?;
     let instance = Instance::prepare()?;
-    println!("== starting the daemon (state in {})", instance.dir.display());
+    println!(
+        "== starting the daemon (state in {})",
+        instance.dir.display()
+    );
     let mut daemon = instance
         .command(&["daemon"])
         .spawn()
@@ -75,7 +78,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 fn show_daemon(instance: &Instance, daemon: &mut Child, options: &Options) -> anyhow::Result<()> {
-    wait_ready(&instance.socket, daemon, Duration::from_secs(options.ready_timeout_secs))?;
+    wait_ready(
+        &instance.socket,
+        daemon,
+        Duration::from_secs(options.ready_timeout_secs),
+    )?;
     println!("== verifier status");
     run_command(&mut instance.command(&["status"]))
 }
@@ -87,7 +94,10 @@ fn wait_ready(socket: &Path, daemon: &mut Child, timeout: Duration) -> anyhow::R
             bail!("the daemon exited before it was ready: {status}");
         }
         if started.elapsed() > timeout {
-            bail!("the daemon did not open {} within {timeout:?}", socket.display());
+            bail!(
+                "the daemon did not open {} within {timeout:?}",
+                socket.display()
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }

@@ -30,7 +30,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     let filter = options.filter.clone();
     step("unit tests", &mut || unit_tests(filter.as_deref()))?;
-    step("integration tests", &mut || integration_tests(filter.as_deref()))?;
+    step("integration tests", &mut || {
+        integration_tests(filter.as_deref())
+    })?;
     for (name, elapsed) in &timings {
         eprintln!("xtask: {name}: {:.1}s", elapsed.as_secs_f64());
     }
@@ -46,16 +48,24 @@ fn lint_clippy() -> anyhow::Result<()> {
 }
 
 fn lint_clippy_ebpf() -> anyhow::Result<()> {
-    run_checked(cargo()
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args(["clippy", "--package", "verifier-ebpf", "--release"])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .args(["--", "-D", "warnings"]))
+    run_checked(
+        cargo()
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["clippy", "--package", "verifier-ebpf", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"]),
+    )
 }
 
 fn unit_tests(filter: Option<&str>) -> anyhow::Result<()> {
     let mut command = cargo();
-    command.args(["test", "--package", "verifier-common", "--package", "verifier-userspace"]);
+    command.args([
+        "test",
+        "--package",
+        "verifier-common",
+        "--package",
+        "verifier-userspace",
+    ]);
     command.args(["--package", "xtask"]);
     if let Some(filter) = filter {
         command.args(["--", filter]);

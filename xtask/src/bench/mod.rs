@@ -21,7 +21,10 @@ pub struct Options {
 }
 
 /// One benchmark: a name and a function adding its comparisons to the report.
-type Benchmark = (&'static str, fn(&Options, &mut Report) -> anyhow::Result<()>);
+type Benchmark = (
+    &'static str,
+    fn(&Options, &mut Report) -> anyhow::Result<()>,
+);
 
 /// The benchmarks, in report order.
 const BENCHMARKS: &[Benchmark] = &[];
@@ -31,7 +34,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     run_command(cargo().args(["build", "--release", "--package", "verifier-userspace"]))?;
     let mut report = Report::default();
     for (name, benchmark) in BENCHMARKS {
-        if options.filter.as_deref().is_some_and(|filter| !name.contains(filter)) {
+        if options
+            .filter
+            .as_deref()
+            .is_some_and(|filter| !name.contains(filter))
+        {
             continue;
         }
         eprintln!("xtask: benchmark {name}");
@@ -42,6 +49,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| workspace_root().join("bench-results"));
     report.write(&out)?;
-    eprintln!("xtask: report written to {}", out.join("report.md").display());
+    eprintln!(
+        "xtask: report written to {}",
+        out.join("report.md").display()
+    );
     Ok(())
 }

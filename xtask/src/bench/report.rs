@@ -153,9 +153,15 @@ mod tests {
 
     #[test]
     fn median_of_even_and_odd_counts() {
-        let odd = Samples { unit: "s", values: vec![3.0, 1.0, 2.0] };
+        let odd = Samples {
+            unit: "s",
+            values: vec![3.0, 1.0, 2.0],
+        };
         assert_eq!(odd.median(), 2.0);
-        let even = Samples { unit: "s", values: vec![4.0, 1.0, 2.0, 3.0] };
+        let even = Samples {
+            unit: "s",
+            values: vec![4.0, 1.0, 2.0, 3.0],
+        };
         assert_eq!(even.median(), 2.5);
         assert_eq!(even.min(), 1.0);
         assert_eq!(even.max(), 4.0);
@@ -165,8 +171,20 @@ mod tests {
     fn ratio_is_baseline_over_ours() {
         let c = Comparison {
             benchmark: "x".into(),
-            ours: ("ours".into(), Samples { unit: "s", values: vec![1.0] }),
-            baseline: ("base".into(), Samples { unit: "s", values: vec![10.0] }),
+            ours: (
+                "ours".into(),
+                Samples {
+                    unit: "s",
+                    values: vec![1.0],
+                },
+            ),
+            baseline: (
+                "base".into(),
+                Samples {
+                    unit: "s",
+                    values: vec![10.0],
+                },
+            ),
             target: "≥ 1×".into(),
         };
         assert_eq!(c.ratio(), 10.0);

@@ -1,0 +1,2 @@
+//! Gathering [`super::Evidence`] for one alert from the provenance store, the package index and the
+//! file system.
