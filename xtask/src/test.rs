@@ -73,8 +73,10 @@ fn unit_tests(filter: Option<&str>) -> anyhow::Result<()> {
     run_checked(&mut command)
 }
 
-/// The `tests` crate shares kernel state (programs, dpkg database), so its tests run serially.
+/// The `tests` crate shares kernel state (programs, dpkg database), so its tests run serially. They
+/// run the real binaries, which cargo does not build for another package's tests: build them first.
 fn integration_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    run_checked(cargo().args(["build", "--package", "verifier-userspace", "--bins"]))?;
     let mut command = cargo();
     command.args(["test", "--package", "tests", "--", "--test-threads=1"]);
     if let Some(filter) = filter {
