@@ -1,0 +1,478 @@
+//! [`PackageIndex`]: every file of every installed dpkg and rpm package in memory, keyed by
+//! canonical path, so "who owns this path and does it match" is a hash lookup plus one file
+//! verification. Usr-merge aliases (`/bin` → `/usr/bin`, ... as the symlinks on this system
+//! say) map to one key; dpkg diversions are already applied by [`super::dpkg`].
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::{
+    DbError, DbKind, FileEntry, FileKind, PackageInfo, PackagesError,
+    dpkg::DpkgDb,
+    dpkg_files::StatOverride,
+    rpm::{self, RpmDb},
+    verify::{Mismatch, VerifyOutcome, verify_file},
+};
+use crate::{config::PackagesConfig, events::FileId};
+
+/// Top-level directories that usr-merged systems replace with symlinks into `/usr`.
+const USR_MERGE_CANDIDATES: [&str; 7] =
+    ["bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32"];
+
+/// The usr-merge symlinks that exist on this system: `/bin` ↔ `/usr/bin`, ...
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsrMerge {
+    /// (alias, canonical) pairs, e.g. (`/bin`, `/usr/bin`).
+    aliases: Vec<(PathBuf, PathBuf)>,
+}
+
+impl UsrMerge {
+    /// Reads the top-level symlinks of `/`.
+    pub fn detect() -> Self {
+        Self::detect_under(Path::new("/"))
+    }
+
+    /// Reads the top-level symlinks of `root` (paths in the result are still absolute from `/`).
+    pub fn detect_under(root: &Path) -> Self {
+        let aliases = USR_MERGE_CANDIDATES
+            .iter()
+            .filter_map(|name| {
+                let target = fs::read_link(root.join(name)).ok()?;
+                let usr_dir = Path::new("usr").join(name);
+                let points_into_usr = target == usr_dir || target == Path::new("/").join(&usr_dir);
+                points_into_usr.then(|| (Path::new("/").join(name), Path::new("/").join(usr_dir)))
+            })
+            .collect();
+        Self { aliases }
+    }
+
+    pub fn aliases(&self) -> &[(PathBuf, PathBuf)] {
+        &self.aliases
+    }
+
+    /// The key a path is indexed under: lexically normalised (`//`, `/./`, trailing `/`), and
+    /// with a usr-merge alias prefix replaced by the `/usr` directory it points to.
+    pub fn canonical(&self, path: &Path) -> PathBuf {
+        let normalised: PathBuf = path
+            .components()
+            .filter(|component| !matches!(component, Component::CurDir))
+            .collect();
+        for (alias, canonical) in &self.aliases {
+            if let Ok(rest) = normalised.strip_prefix(alias) {
+                return if rest.as_os_str().is_empty() {
+                    canonical.clone()
+                } else {
+                    canonical.join(rest)
+                };
+            }
+        }
+        normalised
+    }
+}
+
+/// Size and cost of the index.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexStats {
+    /// File entries (a path owned by two packages counts twice).
+    pub files: usize,
+    /// Distinct canonical paths.
+    pub paths: usize,
+    pub packages: usize,
+    pub dpkg_packages: usize,
+    pub rpm_packages: usize,
+    /// Time of the initial load.
+    pub build_time: Duration,
+    /// Time of the last refresh, if any.
+    pub last_refresh_time: Option<Duration>,
+    /// Database files (dpkg info files, rpm headers) the last load or refresh actually parsed.
+    pub last_parsed_files: usize,
+    /// Estimated heap and inline bytes held by the index.
+    pub approx_memory_bytes: usize,
+}
+
+/// One owner's view of a verified path.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerCheck {
+    pub package: Arc<PackageInfo>,
+    pub conffile: bool,
+    pub flags: super::FileFlags,
+    pub diverted_from: Option<PathBuf>,
+    pub outcome: VerifyOutcome,
+}
+
+/// Everything the databases say about one path, checked against the file system.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathVerification {
+    pub path: PathBuf,
+    /// Some package database lists this path.
+    pub owned: bool,
+    pub owners: Vec<OwnerCheck>,
+}
+
+impl PathVerification {
+    /// Owned, and every owner's entry matches the file.
+    pub fn all_clean(&self) -> bool {
+        self.owned && self.owners.iter().all(|owner| owner.outcome.is_clean())
+    }
+
+    /// Every owner's entry matches and at least one compared the content (digest or link
+    /// target): the file is exactly what a package shipped.
+    pub fn content_verified(&self) -> bool {
+        self.all_clean()
+            && self
+                .owners
+                .iter()
+                .any(|owner| owner.outcome.content_verified)
+    }
+
+    /// Some owner's entry is a conffile (dpkg) or `%config` file (rpm).
+    pub fn conffile(&self) -> bool {
+        self.owners.iter().any(|owner| owner.conffile)
+    }
+
+    /// Every owning package is fully installed (not half-installed, unpacked, ...).
+    pub fn packages_settled(&self) -> bool {
+        self.owned
+            && self
+                .owners
+                .iter()
+                .all(|owner| owner.package.state.is_settled())
+    }
+
+    /// Every mismatch of every owner, with the package it concerns.
+    pub fn mismatches(&self) -> impl Iterator<Item = (&PackageInfo, &Mismatch)> {
+        self.owners.iter().flat_map(|owner| {
+            owner
+                .outcome
+                .mismatches
+                .iter()
+                .map(|mismatch| (owner.package.as_ref(), mismatch))
+        })
+    }
+}
+
+/// Why a package-manager executable is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutableError {
+    #[error("{path}: no installed package owns it")]
+    NotOwned { path: PathBuf },
+    #[error("{path}: owned by {package}, which is not fully installed")]
+    NotSettled { path: PathBuf, package: String },
+    #[error("{path}: the package database records no digest for it")]
+    NoDigest { path: PathBuf },
+    #[error("{path}: does not match {package}: {reasons}")]
+    Mismatch {
+        path: PathBuf,
+        package: String,
+        reasons: String,
+    },
+}
+
+/// Path → entries for every installed package file.
+pub struct PackageIndex {
+    usr_merge: UsrMerge,
+    dpkg: Option<DpkgDb>,
+    rpm: Option<RpmDb>,
+    entries: Vec<FileEntry>,
+    by_path: HashMap<PathBuf, Vec<u32>>,
+    packages: Vec<Arc<PackageInfo>>,
+    stats: IndexStats,
+}
+
+impl PackageIndex {
+    /// Loads every configured database. Problems in single database files are returned next to
+    /// the index; only an unreadable dpkg status file or rpm database stops the load.
+    pub fn load(config: &PackagesConfig) -> Result<(Self, Vec<DbError>), PackagesError> {
+        Self::load_with(config, UsrMerge::detect())
+    }
+
+    /// As [`PackageIndex::load`], with explicit usr-merge aliases.
+    pub fn load_with(
+        config: &PackagesConfig,
+        usr_merge: UsrMerge,
+    ) -> Result<(Self, Vec<DbError>), PackagesError> {
+        let started = Instant::now();
+        let dpkg = config.dpkg_admindir.as_deref().map(DpkgDb::new);
+        let rpm = config
+            .rpm_enabled
+            .then(|| rpm::discover_dbpath(config.rpm_dbpath.as_deref()))
+            .flatten()
+            .map(|dbpath| RpmDb::new(&dbpath));
+        let mut index = Self {
+            usr_merge,
+            dpkg,
+            rpm,
+            entries: Vec::new(),
+            by_path: HashMap::new(),
+            packages: Vec::new(),
+            stats: IndexStats::default(),
+        };
+        let errors = index.rebuild()?;
+        index.stats.build_time = started.elapsed();
+        tracing::info!(
+            files = index.stats.files,
+            packages = index.stats.packages,
+            build_ms = index.stats.build_time.as_millis() as u64,
+            memory_kib = index.stats.approx_memory_bytes / 1024,
+            db_errors = errors.len(),
+            "package index loaded"
+        );
+        Ok((index, errors))
+    }
+
+    /// Re-reads what changed since the last load or refresh (dpkg: status and changed info
+    /// files; rpm: new package rows) and rebuilds the path map. Call when a transaction ends.
+    pub fn refresh(&mut self) -> Result<Vec<DbError>, PackagesError> {
+        let started = Instant::now();
+        let errors = self.rebuild()?;
+        self.stats.last_refresh_time = Some(started.elapsed());
+        Ok(errors)
+    }
+
+    fn rebuild(&mut self) -> Result<Vec<DbError>, PackagesError> {
+        let mut errors = Vec::new();
+        let mut entries = Vec::new();
+        let mut packages = Vec::new();
+        let mut overrides: Arc<Vec<StatOverride>> = Arc::default();
+        let mut parsed = 0;
+        if let Some(dpkg) = self.dpkg.as_mut() {
+            let (contents, mut dpkg_errors) = dpkg.read()?;
+            errors.append(&mut dpkg_errors);
+            parsed += usize::from(dpkg.last_read.status_parsed) + dpkg.last_read.info_files_parsed;
+            entries = contents.entries;
+            packages = contents.packages;
+            overrides = contents.overrides;
+        }
+        if let Some(rpm) = self.rpm.as_mut() {
+            let (rpm_packages, mut rpm_errors) = rpm.read()?;
+            errors.append(&mut rpm_errors);
+            parsed += rpm.last_parsed;
+            for package in rpm_packages {
+                entries.extend(package.files.iter().cloned());
+                packages.push(Arc::clone(&package.info));
+            }
+        }
+        let mut by_path: HashMap<PathBuf, Vec<u32>> = HashMap::with_capacity(entries.len());
+        for (number, entry) in entries.iter().enumerate() {
+            let Ok(number) = u32::try_from(number) else {
+                break;
+            };
+            by_path
+                .entry(self.usr_merge.canonical(&entry.path))
+                .or_default()
+                .push(number);
+        }
+        for entry_override in overrides.iter() {
+            let key = self.usr_merge.canonical(&entry_override.path);
+            for &number in by_path.get(&key).into_iter().flatten() {
+                let entry = &mut entries[number as usize];
+                if entry.package.db == DbKind::Dpkg {
+                    entry.owner = Some(entry_override.owner.clone());
+                    entry.group = Some(entry_override.group.clone());
+                    entry.mode = Some(entry_override.mode);
+                }
+            }
+        }
+        self.entries = entries;
+        self.by_path = by_path;
+        self.packages = packages;
+        self.stats.files = self.entries.len();
+        self.stats.paths = self.by_path.len();
+        self.stats.packages = self.packages.len();
+        self.stats.dpkg_packages = self
+            .packages
+            .iter()
+            .filter(|package| package.db == DbKind::Dpkg)
+            .count();
+        self.stats.rpm_packages = self.stats.packages - self.stats.dpkg_packages;
+        self.stats.last_parsed_files = parsed;
+        self.stats.approx_memory_bytes = self.approx_memory();
+        Ok(errors)
+    }
+
+    fn approx_memory(&self) -> usize {
+        let entry_bytes: usize = self
+            .entries
+            .iter()
+            .map(|entry| {
+                entry.path.capacity()
+                    + entry.diverted_from.as_ref().map_or(0, PathBuf::capacity)
+                    + entry.digest.as_ref().map_or(0, |digest| digest.bytes.len())
+                    + entry.owner.as_ref().map_or(0, String::capacity)
+                    + entry.group.as_ref().map_or(0, String::capacity)
+                    + entry.link_target.as_ref().map_or(0, PathBuf::capacity)
+            })
+            .sum();
+        let map_bytes: usize = self
+            .by_path
+            .iter()
+            .map(|(key, owners)| key.capacity() + owners.capacity() * 4)
+            .sum::<usize>()
+            + self.by_path.capacity() * (std::mem::size_of::<(PathBuf, Vec<u32>)>() + 1);
+        let package_bytes: usize = self
+            .packages
+            .iter()
+            .map(|package| {
+                std::mem::size_of::<PackageInfo>()
+                    + package.name.capacity()
+                    + package.version.capacity()
+                    + package.arch.capacity()
+            })
+            .sum();
+        self.entries.capacity() * std::mem::size_of::<FileEntry>()
+            + entry_bytes
+            + map_bytes
+            + package_bytes
+    }
+
+    pub fn stats(&self) -> &IndexStats {
+        &self.stats
+    }
+
+    pub fn usr_merge(&self) -> &UsrMerge {
+        &self.usr_merge
+    }
+
+    /// Every entry, in database order.
+    pub fn entries(&self) -> &[FileEntry] {
+        &self.entries
+    }
+
+    pub fn packages(&self) -> &[Arc<PackageInfo>] {
+        &self.packages
+    }
+
+    /// The entries of every package that owns `path` (or its usr-merge alias; for a diverted
+    /// file, the package whose file now lives there).
+    pub fn owners(&self, path: &Path) -> Vec<&FileEntry> {
+        self.by_path
+            .get(&self.usr_merge.canonical(path))
+            .into_iter()
+            .flatten()
+            .filter_map(|number| self.entries.get(*number as usize))
+            .collect()
+    }
+
+    /// Verifies the file at `path` against every entry that owns it.
+    pub fn verify_path(&self, path: &Path) -> PathVerification {
+        let owners: Vec<OwnerCheck> = self
+            .owners(path)
+            .into_iter()
+            .map(|entry| OwnerCheck {
+                package: Arc::clone(&entry.package),
+                conffile: entry.conffile,
+                flags: entry.flags,
+                diverted_from: entry.diverted_from.clone(),
+                outcome: verify_file(entry, path),
+            })
+            .collect();
+        PathVerification {
+            path: path.to_owned(),
+            owned: !owners.is_empty(),
+            owners,
+        }
+    }
+
+    /// Checks that a package-manager executable is exactly what its settled package shipped
+    /// (content digest included) and returns the identity of the file that was hashed.
+    pub fn verify_executable(&self, path: &Path) -> Result<FileId, ExecutableError> {
+        let owners = self.owners(path);
+        if owners.is_empty() {
+            return Err(ExecutableError::NotOwned {
+                path: path.to_owned(),
+            });
+        }
+        let mut identity = None;
+        for entry in owners {
+            if !entry.package.state.is_settled() {
+                return Err(ExecutableError::NotSettled {
+                    path: path.to_owned(),
+                    package: entry.package.to_string(),
+                });
+            }
+            if entry.digest.is_none() || entry.kind == FileKind::Unknown {
+                return Err(ExecutableError::NoDigest {
+                    path: path.to_owned(),
+                });
+            }
+            let outcome = verify_file(entry, path);
+            let observed = match (
+                &outcome.observed,
+                outcome.is_clean() && outcome.content_verified,
+            ) {
+                (Some(observed), true) => observed,
+                _ => {
+                    let reasons = outcome
+                        .mismatches
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(ExecutableError::Mismatch {
+                        path: path.to_owned(),
+                        package: entry.package.to_string(),
+                        reasons: if reasons.is_empty() {
+                            "content not verified".to_owned()
+                        } else {
+                            reasons
+                        },
+                    });
+                }
+            };
+            let id = FileId {
+                dev: observed.dev,
+                ino: observed.ino,
+            };
+            if identity.is_some_and(|seen| seen != id) {
+                return Err(ExecutableError::Mismatch {
+                    path: path.to_owned(),
+                    package: entry.package.to_string(),
+                    reasons: "the file was replaced while it was being verified".to_owned(),
+                });
+            }
+            identity = Some(id);
+        }
+        identity.ok_or_else(|| ExecutableError::NotOwned {
+            path: path.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usr_merge_maps_aliases_and_normalises() {
+        let merge = UsrMerge {
+            aliases: vec![(PathBuf::from("/bin"), PathBuf::from("/usr/bin"))],
+        };
+        assert_eq!(
+            merge.canonical(Path::new("/bin/sh")),
+            PathBuf::from("/usr/bin/sh")
+        );
+        assert_eq!(
+            merge.canonical(Path::new("//bin/./sh")),
+            PathBuf::from("/usr/bin/sh")
+        );
+        assert_eq!(
+            merge.canonical(Path::new("/bin")),
+            PathBuf::from("/usr/bin")
+        );
+        assert_eq!(
+            merge.canonical(Path::new("/binx/sh")),
+            PathBuf::from("/binx/sh")
+        );
+        assert_eq!(
+            merge.canonical(Path::new("/usr/bin/sh/")),
+            PathBuf::from("/usr/bin/sh")
+        );
+    }
+}
