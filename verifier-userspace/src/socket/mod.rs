@@ -1,1 +1,3 @@
 //! The daemon's query socket (Unix, JSON lines) and its client.
+
+pub mod client;
