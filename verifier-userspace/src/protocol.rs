@@ -9,10 +9,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// What syscheck says happened to the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// Rules 550/551/552: checksum changed.
+    #[default]
     Modified,
     /// Rule 553: deleted.
     Deleted,
@@ -104,10 +105,16 @@ pub struct Response {
 pub enum ResponseBody {
     Verdict(Verdict),
     /// Free-form JSON documents for `status` and `explain` (rendered by the CLI).
-    Status { status: serde_json::Value },
-    Explain { explanation: serde_json::Value },
+    Status {
+        status: serde_json::Value,
+    },
+    Explain {
+        explanation: serde_json::Value,
+    },
     /// The request could not be served; the client must treat this as a failure.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 impl Request {

@@ -1,1 +1,36 @@
-fn main() {}
+//! Developer tasks for the verifier workspace: `cargo xtask <task>`.
+mod bench;
+mod build_ebpf;
+mod demo;
+mod process;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "verifier developer tasks")]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the eBPF object directly (shows compiler errors verbatim).
+    BuildEbpf(build_ebpf::Options),
+    /// Run every check and test: fmt, clippy, unit, integration and root/eBPF tests.
+    Test(test::Options),
+    /// The main job: run the daemon and show what it does.
+    Demo(demo::Options),
+    /// Run the benchmarks and write a report with ratios against each baseline.
+    Bench(bench::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().task {
+        Task::BuildEbpf(options) => build_ebpf::run(&options),
+        Task::Test(options) => test::run(&options),
+        Task::Demo(options) => demo::run(&options),
+        Task::Bench(options) => bench::run(&options),
+    }
+}

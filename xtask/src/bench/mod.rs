@@ -1,0 +1,57 @@
+//! `cargo xtask bench`: every benchmark in one run. Each compares the verifier against its baseline
+//! measured in the same run and reports ratios; the report (Markdown) and the raw samples (JSON) go to
+//! `bench-results/`. Timings are medians over repeated runs, with min and max.
+mod report;
+
+use std::path::PathBuf;
+
+use crate::process::{cargo, require_root, run_checked as run_command, workspace_root};
+pub use report::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Repetitions per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Where the report goes.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only benchmarks whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// One benchmark: a name and a function adding its comparisons to the report.
+type Benchmark = (
+    &'static str,
+    fn(&Options, &mut Report) -> anyhow::Result<()>,
+);
+
+/// The benchmarks, in report order.
+const BENCHMARKS: &[Benchmark] = &[];
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    require_root("bench")?;
+    run_command(cargo().args(["build", "--release", "--package", "verifier-userspace"]))?;
+    let mut report = Report::default();
+    for (name, benchmark) in BENCHMARKS {
+        if options
+            .filter
+            .as_deref()
+            .is_some_and(|filter| !name.contains(filter))
+        {
+            continue;
+        }
+        eprintln!("xtask: benchmark {name}");
+        benchmark(options, &mut report)?;
+    }
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench-results"));
+    report.write(&out)?;
+    eprintln!(
+        "xtask: report written to {}",
+        out.join("report.md").display()
+    );
+    Ok(())
+}

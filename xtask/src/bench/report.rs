@@ -1,0 +1,192 @@
+//! Benchmark samples, comparisons against baselines, and the Markdown + JSON report.
+use std::{fmt::Write as _, fs, path::Path, time::Duration};
+
+use anyhow::Context as _;
+
+/// Repeated measurements of one quantity (seconds, bytes, events...).
+#[derive(Debug, Clone)]
+pub struct Samples {
+    pub unit: &'static str,
+    pub values: Vec<f64>,
+}
+
+impl Samples {
+    #[expect(dead_code, reason = "used by the benchmarks as they land")]
+    pub fn from_durations(durations: &[Duration]) -> Self {
+        Self {
+            unit: "s",
+            values: durations.iter().map(Duration::as_secs_f64).collect(),
+        }
+    }
+
+    fn sorted(&self) -> Vec<f64> {
+        let mut values = self.values.clone();
+        values.sort_by(f64::total_cmp);
+        values
+    }
+
+    pub fn median(&self) -> f64 {
+        let sorted = self.sorted();
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        }
+    }
+
+    pub fn min(&self) -> f64 {
+        self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+
+    pub fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// The verifier's measurement next to a baseline's; `ratio` = baseline median / ours
+/// (above 1 means we are faster or smaller).
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub benchmark: String,
+    pub ours: (String, Samples),
+    pub baseline: (String, Samples),
+    /// What the issue asks for, e.g. "≥ 100×".
+    pub target: String,
+}
+
+impl Comparison {
+    pub fn ratio(&self) -> f64 {
+        self.baseline.1.median() / self.ours.1.median()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub comparisons: Vec<Comparison>,
+    /// Single figures without a baseline (RSS, store size, events lost).
+    pub figures: Vec<(String, Samples)>,
+}
+
+impl Report {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(dir.join("report.md"), self.markdown())
+            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
+        let json = serde_json::to_string_pretty(&self.json())?;
+        fs::write(dir.join("raw.json"), json)
+            .with_context(|| format!("writing {}", dir.join("raw.json").display()))
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::from("# verifier benchmark report\n\n");
+        let _ = writeln!(md, "Machine: {}\n", machine_description());
+        md.push_str("| benchmark | ours | median (min–max) | baseline | median (min–max) | ratio | target |\n");
+        md.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+        for c in &self.comparisons {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2}× | {} |",
+                c.benchmark,
+                c.ours.0,
+                spread(&c.ours.1),
+                c.baseline.0,
+                spread(&c.baseline.1),
+                c.ratio(),
+                c.target
+            );
+        }
+        if !self.figures.is_empty() {
+            md.push_str("\n| figure | median (min–max) |\n| --- | --- |\n");
+            for (name, samples) in &self.figures {
+                let _ = writeln!(md, "| {name} | {} |", spread(samples));
+            }
+        }
+        md
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let samples = |s: &Samples| serde_json::json!({"unit": s.unit, "values": s.values});
+        serde_json::json!({
+            "machine": machine_description(),
+            "comparisons": self.comparisons.iter().map(|c| serde_json::json!({
+                "benchmark": c.benchmark,
+                "ours": {"name": c.ours.0, "samples": samples(&c.ours.1)},
+                "baseline": {"name": c.baseline.0, "samples": samples(&c.baseline.1)},
+                "ratio": c.ratio(),
+                "target": c.target,
+            })).collect::<Vec<_>>(),
+            "figures": self.figures.iter().map(|(name, s)| serde_json::json!({
+                "name": name, "samples": samples(s),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn spread(samples: &Samples) -> String {
+    format!(
+        "{:.4} {} ({:.4}–{:.4})",
+        samples.median(),
+        samples.unit,
+        samples.min(),
+        samples.max()
+    )
+}
+
+/// CPU model, core count and kernel, read from /proc.
+fn machine_description() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        let odd = Samples {
+            unit: "s",
+            values: vec![3.0, 1.0, 2.0],
+        };
+        assert_eq!(odd.median(), 2.0);
+        let even = Samples {
+            unit: "s",
+            values: vec![4.0, 1.0, 2.0, 3.0],
+        };
+        assert_eq!(even.median(), 2.5);
+        assert_eq!(even.min(), 1.0);
+        assert_eq!(even.max(), 4.0);
+    }
+
+    #[test]
+    fn ratio_is_baseline_over_ours() {
+        let c = Comparison {
+            benchmark: "x".into(),
+            ours: (
+                "ours".into(),
+                Samples {
+                    unit: "s",
+                    values: vec![1.0],
+                },
+            ),
+            baseline: (
+                "base".into(),
+                Samples {
+                    unit: "s",
+                    values: vec![10.0],
+                },
+            ),
+            target: "≥ 1×".into(),
+        };
+        assert_eq!(c.ratio(), 10.0);
+    }
+}

@@ -1,0 +1,86 @@
+//! `cargo xtask test`: the project's whole test run, as CI runs it. Lints first (fmt, clippy for
+//! userspace and for the eBPF target), then unit tests, then the integration tests in `tests/`, which
+//! load real eBPF programs and run real dpkg/rpm transactions (root required) one at a time.
+use std::time::Instant;
+
+use crate::process::{cargo, require_root, run_checked};
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Skip fmt and clippy.
+    #[arg(long)]
+    pub no_lint: bool,
+    /// Only run tests whose name contains this filter.
+    pub filter: Option<String>,
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    require_root("test")?;
+    let mut timings = Vec::new();
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<()>| {
+        let started = Instant::now();
+        let result = f();
+        timings.push((name, started.elapsed()));
+        result
+    };
+    if !options.no_lint {
+        step("fmt", &mut lint_format)?;
+        step("clippy", &mut lint_clippy)?;
+        step("clippy (eBPF)", &mut lint_clippy_ebpf)?;
+    }
+    let filter = options.filter.clone();
+    step("unit tests", &mut || unit_tests(filter.as_deref()))?;
+    step("integration tests", &mut || {
+        integration_tests(filter.as_deref())
+    })?;
+    for (name, elapsed) in &timings {
+        eprintln!("xtask: {name}: {:.1}s", elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn lint_format() -> anyhow::Result<()> {
+    run_checked(cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+fn lint_clippy() -> anyhow::Result<()> {
+    run_checked(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+}
+
+fn lint_clippy_ebpf() -> anyhow::Result<()> {
+    run_checked(
+        cargo()
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["clippy", "--package", "verifier-ebpf", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"]),
+    )
+}
+
+fn unit_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args([
+        "test",
+        "--package",
+        "verifier-common",
+        "--package",
+        "verifier-userspace",
+    ]);
+    command.args(["--package", "xtask"]);
+    if let Some(filter) = filter {
+        command.args(["--", filter]);
+    }
+    run_checked(&mut command)
+}
+
+/// The `tests` crate shares kernel state (programs, dpkg database), so its tests run serially. They
+/// run the real binaries, which cargo does not build for another package's tests: build them first.
+fn integration_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    run_checked(cargo().args(["build", "--package", "verifier-userspace", "--bins"]))?;
+    let mut command = cargo();
+    command.args(["test", "--package", "tests", "--", "--test-threads=1"]);
+    if let Some(filter) = filter {
+        command.arg(filter);
+    }
+    run_checked(&mut command)
+}
