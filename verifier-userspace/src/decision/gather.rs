@@ -8,8 +8,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::FileState;
-use crate::config::Config;
+use super::{FileState, PackageEvidence};
+use crate::{
+    config::Config,
+    packages::{FileKind, PathVerification},
+};
 
 /// Checks an alerted path and names it as the kernel does: absolute, no `.`/`..`, no NUL, and with
 /// its directory resolved through symlinks (syscheck may report `/bin/x` where the kernel sees
@@ -97,6 +100,47 @@ impl SelfCritical {
             let canonical = path.canonicalize().ok()?;
             self.paths.get(&canonical).cloned()
         })
+    }
+}
+
+/// What the package databases say about the file now, from a fresh verification of it.
+pub fn package_evidence(verification: &PathVerification) -> PackageEvidence {
+    let owners = verification
+        .owners
+        .iter()
+        .map(|owner| owner.package.to_string())
+        .collect();
+    let unsettled_state = verification
+        .owners
+        .iter()
+        .find(|owner| !owner.package.state.is_settled() || owner.package.reinstall_required)
+        .map(|owner| {
+            if owner.package.reinstall_required {
+                "reinstall-required".to_owned()
+            } else {
+                owner.package.state.to_string()
+            }
+        });
+    let mut mismatches: Vec<String> = verification
+        .mismatches()
+        .map(|(package, mismatch)| format!("{mismatch} ({})", package.name))
+        .collect();
+    // dpkg records no target for symlinks and nothing for directories: for those the writer
+    // evidence stands alone. A regular file must have had its content compared.
+    let regular_file = verification.owners.iter().any(|owner| {
+        owner
+            .outcome
+            .observed
+            .is_some_and(|observed| observed.kind == FileKind::Regular)
+    });
+    if regular_file && verification.all_clean() && !verification.content_verified() {
+        mismatches.push("the package database records no digest to compare".into());
+    }
+    PackageEvidence {
+        owners,
+        unsettled_state,
+        is_conffile: verification.conffile(),
+        mismatches,
     }
 }
 
