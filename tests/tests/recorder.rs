@@ -556,6 +556,22 @@ async fn files_open_for_write_before_loading_are_found() {
         .unwrap_or_else(|| panic!("held file not among {} preexisting writers", writers.len()));
     assert_eq!(found.file, file_id(&held));
     assert_eq!(found.comm, b"rec-actor");
+    assert_eq!(found.path.origin, PathOrigin::Kernel);
+    // The kernel iterator and the /proc scan agree.
+    let from_kernel = recorder.run_iterator().expect("iter/task_file runs");
+    assert!(
+        from_kernel
+            .iter()
+            .any(|w| w.pid == child.id() && w.path.bytes == bytes(&held) && w.file == found.file),
+        "iterator missed the held file ({} entries)",
+        from_kernel.len()
+    );
+    let from_proc = verifier::ebpf::preexisting::scan_proc(Path::new("/proc")).expect("proc scan");
+    assert!(
+        from_proc
+            .iter()
+            .any(|w| w.pid == child.id() && w.path.bytes == bytes(&held))
+    );
 
     let _ = child.stdin.take().map(|mut stdin| stdin.write_all(b"\n"));
     let _ = child.wait();

@@ -222,6 +222,25 @@ pub struct IoUringRecord {
 }
 const _: () = assert!(size_of::<IoUringRecord>() == 80);
 
+/// A file open for write, as the `iter/task_file` program writes it to its seq file: this fixed
+/// part, then `path.len` path bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OpenWriterRecord {
+    pub pid: u32,
+    pub fd: u32,
+    /// Kernel encoding.
+    pub dev: u64,
+    pub ino: u64,
+    pub comm: [u8; COMM_LEN],
+    pub f_mode: u32,
+    pub path: PathInfo,
+    pub data: [u8; PATH_CAP],
+}
+/// Bytes of an [`OpenWriterRecord`] before its path.
+pub const OPEN_WRITER_FIXED: usize = 48;
+const _: () = assert!(core::mem::offset_of!(OpenWriterRecord, data) == OPEN_WRITER_FIXED);
+
 /// Key of the package-manager map: an executable's identity (kernel device encoding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

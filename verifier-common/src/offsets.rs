@@ -53,6 +53,9 @@ pub struct KernelOffsets {
     pub regs_r8: u32,
     pub regs_r9: u32,
     pub regs_orig_ax: u32,
+    pub task_comm: u32,
+    pub file_mode: u32,
+    pub inode_mode: u32,
 }
 
 impl KernelOffsets {
@@ -103,5 +106,8 @@ impl KernelOffsets {
         regs_r8: 0,
         regs_r9: 0,
         regs_orig_ax: 0,
+        task_comm: 0,
+        file_mode: 0,
+        inode_mode: 0,
     };
 }

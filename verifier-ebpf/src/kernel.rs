@@ -33,6 +33,12 @@ pub fn read_u32(addr: u64) -> Option<u32> {
 }
 
 #[inline(always)]
+pub fn read_u16(addr: u64) -> Option<u16> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(addr as *const u16).ok() }
+}
+
+#[inline(always)]
 pub fn read_u8(addr: u64) -> Option<u8> {
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel(addr as *const u8).ok() }

@@ -12,7 +12,7 @@ mod probes;
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use crate::probes::{file, io_uring, process};
+use crate::probes::{file, io_uring, iter, process};
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
@@ -47,6 +47,14 @@ pub fn io_uring_create(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "io_uring_submit_req")]
 pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> i32 {
     run(io_uring::on_submit(&ctx))
+}
+
+/// `iter/task_file`: files open for write (no aya-ebpf macro exists for iterators; this is what
+/// the macros generate for other program types).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_file")]
+pub fn task_file_writers(ctx: *mut core::ffi::c_void) -> i32 {
+    run(iter::on_task_file(ctx))
 }
 
 /// Tracing programs' return value is ignored; every outcome was counted where it happened.

@@ -246,6 +246,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         regs_r8: f("pt_regs", "r8")?,
         regs_r9: f("pt_regs", "r9")?,
         regs_orig_ax: f("pt_regs", "orig_ax")?,
+        task_comm: f("task_struct", "comm")?,
+        file_mode: f("file", "f_mode")?,
+        inode_mode: f("inode", "i_mode")?,
     })
 }
 

@@ -1,7 +1,6 @@
 //! Files already open for write when the recorder starts: their writers acted (or may still act)
-//! before any event could report them. Found by scanning `/proc/<pid>/fdinfo` flags, which is what
-//! this version does instead of a BPF `iter/task_file` program (aya 0.16 can load and attach
-//! iterators, but aya-ebpf 0.3 has no iterator entry-point macro, so the iterator is not built yet).
+//! before any event could report them. Found by the kernel's `iter/task_file` iterator (decoded
+//! here), or, where it cannot be loaded, by scanning `/proc/<pid>/fdinfo` flags.
 
 use std::{
     fs,
@@ -11,7 +10,55 @@ use std::{
 
 use tracing::debug;
 
-use crate::events::{FileId, PathOrigin, PreexistingWriterEvent, ReportedPath};
+use verifier_common::{COMM_LEN, OPEN_WRITER_FIXED, OpenWriterRecord, origin};
+
+use crate::{
+    ebpf::devno,
+    events::{FileId, PathOrigin, PreexistingWriterEvent, ReportedPath},
+};
+
+/// Decodes the iterator's output: a sequence of `OpenWriterRecord` fixed parts, each followed by
+/// its path bytes. Our own process is left out. A cut-off tail is ignored (it cannot happen:
+/// the kernel writes each record whole or not at all).
+pub fn decode_iterator_output(bytes: &[u8], now: u64, own_pid: u32) -> Vec<PreexistingWriterEvent> {
+    let mut found = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= OPEN_WRITER_FIXED {
+        let mut fixed = [0u8; size_of::<OpenWriterRecord>()];
+        fixed[..OPEN_WRITER_FIXED].copy_from_slice(&rest[..OPEN_WRITER_FIXED]);
+        // SAFETY: the buffer is as large as the record, which is plain old data.
+        let record: OpenWriterRecord = unsafe { std::ptr::read_unaligned(fixed.as_ptr().cast()) };
+        let path_len = record.path.len as usize;
+        let Some(path) = rest.get(OPEN_WRITER_FIXED..OPEN_WRITER_FIXED + path_len) else {
+            break;
+        };
+        rest = &rest[OPEN_WRITER_FIXED + path_len..];
+        if record.pid == own_pid {
+            continue;
+        }
+        let comm = &record.comm[..COMM_LEN];
+        let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        found.push(PreexistingWriterEvent {
+            time: now,
+            pid: record.pid,
+            comm: comm[..comm_len].to_vec(),
+            path: ReportedPath {
+                bytes: path.to_vec(),
+                origin: if record.path.origin == origin::KERNEL {
+                    PathOrigin::Kernel
+                } else {
+                    PathOrigin::UserUnresolved
+                },
+                truncated: record.path.truncated != 0 || record.path.origin == origin::NONE,
+            },
+            file: FileId {
+                dev: devno::kernel_to_user(record.dev),
+                ino: record.ino,
+            },
+        });
+    }
+    found
+}
 
 const O_ACCMODE: u32 = 0o3;
 

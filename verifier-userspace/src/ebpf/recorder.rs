@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError},
+    programs::{BtfTracePoint, Iter, ProgramError},
 };
 use tracing::{debug, info, warn};
 use verifier_common::{FileKey, PROGRAM_COUNT, ProgramCounters, ProgramId};
@@ -30,6 +30,8 @@ const EVENTS_MAP: &str = "EVENTS";
 const COUNTERS_MAP: &str = "COUNTERS";
 const PACKAGE_MANAGERS_MAP: &str = "PACKAGE_MANAGERS";
 const OFFSETS_GLOBAL: &str = "OFFSETS";
+/// The `iter/task_file` program listing files open for write.
+const OPEN_WRITERS_PROGRAM: &str = "task_file_writers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -115,6 +117,8 @@ pub struct Recorder {
     counters_map_id: u32,
     package_managers: BpfHashMap<MapData, FileKey, u8>,
     events_taken: bool,
+    /// The `iter/task_file` program loaded (else the /proc scan is used).
+    iterator_ready: bool,
 }
 
 /// Whether the kernel accepts tracing programs through BTF (`tp_btf`), the backend built here.
@@ -161,6 +165,13 @@ impl Recorder {
                 hook,
             });
         }
+        let iterator_ready = match load_iterator(&mut ebpf, &kernel_btf) {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, "iter/task_file unavailable; preexisting writers come from /proc");
+                false
+            }
+        };
         let counters_map = ebpf
             .take_map(COUNTERS_MAP)
             .ok_or(RecorderError::MissingMap(COUNTERS_MAP))?;
@@ -188,6 +199,7 @@ impl Recorder {
             counters_map_id,
             package_managers,
             events_taken: false,
+            iterator_ready,
         })
     }
 
@@ -241,11 +253,44 @@ impl Recorder {
         EventStream::new(ring, counters).map_err(RecorderError::Scan)
     }
 
-    /// Files open for write right now (before events could report their opening).
+    /// Files open for write right now (before events could report their opening): from the
+    /// kernel's `iter/task_file` iterator, or from `/proc/*/fdinfo` when it could not be loaded.
     pub fn scan_preexisting_writers(
         &mut self,
     ) -> Result<Vec<PreexistingWriterEvent>, RecorderError> {
+        if self.iterator_ready {
+            match self.run_iterator() {
+                Ok(found) => return Ok(found),
+                Err(error) => warn!(%error, "iter/task_file failed; scanning /proc instead"),
+            }
+        }
         Ok(preexisting::scan_proc(Path::new("/proc"))?)
+    }
+
+    /// Runs the `iter/task_file` program once and decodes what it wrote.
+    pub fn run_iterator(&mut self) -> Result<Vec<PreexistingWriterEvent>, RecorderError> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut(OPEN_WRITERS_PROGRAM)
+            .ok_or(RecorderError::MissingProgram(OPEN_WRITERS_PROGRAM))?
+            .try_into()
+            .map_err(|source| program_error(OPEN_WRITERS_PROGRAM, source))?;
+        let link_id = program
+            .attach()
+            .map_err(|source| program_error(OPEN_WRITERS_PROGRAM, source))?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| program_error(OPEN_WRITERS_PROGRAM, source))?;
+        let mut file = link.into_file().map_err(|source| {
+            program_error(OPEN_WRITERS_PROGRAM, ProgramError::LinkError(source))
+        })?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
+        Ok(preexisting::decode_iterator_output(
+            &bytes,
+            crate::intake::wall_clock_now(),
+            std::process::id(),
+        ))
     }
 }
 
@@ -275,6 +320,17 @@ pub(crate) fn read_counters(
         counters.per_program.insert(id.name(), sum);
     }
     Ok(counters)
+}
+
+fn load_iterator(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), RecorderError> {
+    let program: &mut Iter = ebpf
+        .program_mut(OPEN_WRITERS_PROGRAM)
+        .ok_or(RecorderError::MissingProgram(OPEN_WRITERS_PROGRAM))?
+        .try_into()
+        .map_err(|source| program_error(OPEN_WRITERS_PROGRAM, source))?;
+    program
+        .load("task_file", btf)
+        .map_err(|source| program_error(OPEN_WRITERS_PROGRAM, source))
 }
 
 fn program_error(program: &'static str, source: ProgramError) -> RecorderError {
