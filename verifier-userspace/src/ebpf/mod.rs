@@ -1,1 +1,15 @@
 //! Loading and attaching the kernel programs, and the maps userspace fills or reads.
+//!
+//! - [`Recorder`]: loads the embedded object with the running kernel's layout, attaches every
+//!   program, fills the package-manager map, reads counters, hands out the event stream.
+//! - [`kernel_layout`]: struct field offsets from the kernel's BTF (how the object stays portable).
+//! - [`devno`]: the one place device numbers are converted between kernel and userspace encodings.
+//! - [`preexisting`]: files already open for write when the recorder starts.
+
+pub mod devno;
+pub mod kernel_layout;
+pub mod preexisting;
+mod recorder;
+
+pub(crate) use recorder::read_counters as recorder_counters;
+pub use recorder::{Counters, ProgramInfo, Recorder, RecorderError, probe_program_types};

@@ -1,0 +1,188 @@
+//! A process for the recorder tests to watch: performs one scenario of file operations with plain
+//! syscalls, so the test knows exactly which operations, paths and pid to expect.
+//!
+//! Usage: `rec-actor <scenario> <dir> [arg]`; prints `done` when finished.
+
+use std::{
+    ffi::CString,
+    io::{BufRead, Write},
+    os::unix::ffi::OsStrExt,
+    path::Path,
+};
+
+fn c(path: &[u8]) -> CString {
+    CString::new(path).expect("no NUL in test paths")
+}
+
+fn check(ret: libc::c_int, what: &str) -> libc::c_int {
+    if ret < 0 {
+        panic!("{what}: {}", std::io::Error::last_os_error());
+    }
+    ret
+}
+
+fn create(dirfd: libc::c_int, name: &[u8]) {
+    let name = c(name);
+    // SAFETY: valid NUL-terminated path.
+    let fd = check(
+        unsafe {
+            libc::openat(
+                dirfd,
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+                0o644,
+            )
+        },
+        "openat",
+    );
+    // SAFETY: fd is ours.
+    unsafe {
+        libc::write(fd, b"x\n".as_ptr().cast(), 2);
+        libc::close(fd);
+    }
+}
+
+/// write, rename, chmod, chown, truncate, link, symlink, unlink — absolute paths, one process.
+fn file_ops(dir: &Path) {
+    let p = |name: &str| c(dir.join(name).as_os_str().as_bytes());
+    let (a, b, l, s) = (p("a.txt"), p("b.txt"), p("c.txt"), p("d.lnk"));
+    // SAFETY: valid paths; every call is checked.
+    unsafe {
+        let fd = check(
+            libc::open(a.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644),
+            "open",
+        );
+        libc::write(fd, b"hello\n".as_ptr().cast(), 6);
+        check(libc::ftruncate(fd, 3), "ftruncate");
+        check(libc::fchmod(fd, 0o640), "fchmod");
+        libc::close(fd);
+        check(libc::rename(a.as_ptr(), b.as_ptr()), "rename");
+        check(libc::chmod(b.as_ptr(), 0o600), "chmod");
+        check(libc::chown(b.as_ptr(), 0, 0), "chown");
+        check(libc::truncate(b.as_ptr(), 1), "truncate");
+        check(libc::link(b.as_ptr(), l.as_ptr()), "link");
+        check(libc::symlink(c(b"b.txt").as_ptr(), s.as_ptr()), "symlink");
+        check(libc::unlink(l.as_ptr()), "unlink");
+        // A failed operation creates no evidence.
+        let missing = p("missing.txt");
+        assert!(libc::unlink(missing.as_ptr()) < 0);
+        // A read-only open is not a write.
+        let fd = check(libc::open(b.as_ptr(), libc::O_RDONLY), "open ro");
+        libc::close(fd);
+    }
+}
+
+/// Relative, dirfd-relative and odd names, and a path longer than the kernel buffer.
+fn relative(dir: &Path) {
+    let d = c(dir.as_os_str().as_bytes());
+    // SAFETY: valid paths; every call is checked.
+    unsafe {
+        check(libc::chdir(d.as_ptr()), "chdir");
+        create(libc::AT_FDCWD, b"rel.txt");
+        check(libc::mkdir(c(b"sub").as_ptr(), 0o755), "mkdir");
+        let sub = check(
+            libc::open(c(b"sub").as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY),
+            "open dir",
+        );
+        create(sub, b"at.txt");
+        check(
+            libc::renameat(sub, c(b"at.txt").as_ptr(), sub, c(b"at2.txt").as_ptr()),
+            "renameat",
+        );
+        create(libc::AT_FDCWD, b"with space.txt");
+        create(libc::AT_FDCWD, b"new\nline.txt");
+        create(libc::AT_FDCWD, b"bad\xff.txt");
+        check(libc::chmod(c(b"bad\xff.txt").as_ptr(), 0o600), "chmod");
+        // Nested directories until the absolute path exceeds 4096 bytes.
+        let component = vec![b'n'; 200];
+        for _ in 0..22 {
+            check(libc::mkdir(c(&component).as_ptr(), 0o755), "mkdir long");
+            check(libc::chdir(c(&component).as_ptr()), "chdir long");
+        }
+        check(libc::chmod(c(b".").as_ptr(), 0o755), "chmod deep dir");
+        create(libc::AT_FDCWD, b"deep.txt");
+        check(libc::chdir(d.as_ptr()), "chdir back");
+    }
+}
+
+/// Creates an io_uring (io_uring_setup(2)) and closes it.
+fn io_uring() {
+    let mut params = [0u8; 120];
+    // SAFETY: params is a zeroed struct io_uring_params of the right size.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) };
+    if fd < 0 {
+        panic!("io_uring_setup: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd as libc::c_int) };
+}
+
+/// Renames its comm to "dpkg", then writes a file.
+fn renamed_comm(dir: &Path) {
+    // SAFETY: a NUL-terminated name.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_NAME, c(b"dpkg").as_ptr()) },
+        "prctl",
+    );
+    write_file(dir);
+}
+
+fn write_file(dir: &Path) {
+    let d = c(dir.as_os_str().as_bytes());
+    // SAFETY: valid path.
+    let dirfd = check(
+        unsafe { libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) },
+        "open dir",
+    );
+    create(dirfd, b"written.txt");
+}
+
+/// Opens a file for write, says `ready`, and keeps it open until stdin closes.
+fn hold(dir: &Path) {
+    let path = c(dir.join("held.txt").as_os_str().as_bytes());
+    // SAFETY: valid path.
+    let _fd = check(
+        unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) },
+        "open",
+    );
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+/// Creates and removes `n` files as fast as it can.
+fn burst(dir: &Path, n: usize) {
+    let d = c(dir.as_os_str().as_bytes());
+    // SAFETY: valid path.
+    let dirfd = check(
+        unsafe { libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) },
+        "open dir",
+    );
+    for i in 0..n {
+        let name = format!("burst-{i}");
+        create(dirfd, name.as_bytes());
+        // SAFETY: valid path.
+        unsafe { libc::unlinkat(dirfd, c(name.as_bytes()).as_ptr(), 0) };
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let scenario = args.get(1).map(String::as_str).unwrap_or_default();
+    let dir = Path::new(args.get(2).map(String::as_str).unwrap_or("."));
+    match scenario {
+        "fileops" => file_ops(dir),
+        "relative" => relative(dir),
+        "iouring" => io_uring(),
+        "comm" => renamed_comm(dir),
+        "write" => write_file(dir),
+        "hold" => hold(dir),
+        "burst" => burst(
+            dir,
+            args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000),
+        ),
+        other => panic!("unknown scenario {other:?}"),
+    }
+    println!("done");
+}

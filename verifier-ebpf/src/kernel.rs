@@ -1,0 +1,93 @@
+//! Reading kernel memory: every struct field is read at `base + offset`, the offset coming from the
+//! running kernel's BTF (`OFFSETS`), so no layout of any one kernel is compiled in.
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use crate::maps::OFFSETS;
+
+/// The offset of one field of the kernel-layout table, read so the compiler cannot fold it.
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: OFFSETS is a static; a volatile read of one u32 field.
+        (unsafe { core::ptr::read_volatile(&raw const crate::maps::OFFSETS.$field) } as u64)
+    };
+}
+pub(crate) use off;
+
+/// Whether userspace filled the offsets table.
+#[inline(always)]
+pub fn offsets_ready() -> bool {
+    // SAFETY: volatile read of a static field.
+    unsafe { core::ptr::read_volatile(&raw const OFFSETS.valid) == 1 }
+}
+
+#[inline(always)]
+pub fn read_u64(addr: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel(addr as *const u64).ok() }
+}
+
+#[inline(always)]
+pub fn read_u32(addr: u64) -> Option<u32> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(addr as *const u32).ok() }
+}
+
+#[inline(always)]
+pub fn read_u16(addr: u64) -> Option<u16> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(addr as *const u16).ok() }
+}
+
+#[inline(always)]
+pub fn read_u8(addr: u64) -> Option<u8> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(addr as *const u8).ok() }
+}
+
+/// A non-null pointer field.
+#[inline(always)]
+pub fn read_ptr(addr: u64) -> Option<u64> {
+    match read_u64(addr) {
+        Some(0) | None => None,
+        some => some,
+    }
+}
+
+/// `task->files->fdt->fd[fd]`.
+#[inline(always)]
+pub fn file_of_fd(task: u64, fd: i64) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    let files = read_ptr(task + off!(task_files))?;
+    let fdt = read_ptr(files + off!(files_fdt))?;
+    let max = read_u32(fdt + off!(fdtable_max_fds))? as i64;
+    if fd >= max {
+        return None;
+    }
+    let array = read_ptr(fdt + off!(fdtable_fd))?;
+    read_ptr(array + (fd as u64) * 8)
+}
+
+/// (kernel device, inode number) of a file object.
+#[inline(always)]
+pub fn file_identity(file: u64) -> Option<(u64, u64)> {
+    let inode = read_ptr(file + off!(file_inode))?;
+    inode_identity(inode)
+}
+
+#[inline(always)]
+pub fn inode_identity(inode: u64) -> Option<(u64, u64)> {
+    let ino = read_u64(inode + off!(inode_ino))?;
+    let sb = read_ptr(inode + off!(inode_sb))?;
+    let dev = read_u32(sb + off!(sb_dev))?;
+    Some((dev as u64, ino))
+}
+
+/// (dentry, vfsmount) of a `struct path` at `path`.
+#[inline(always)]
+pub fn path_parts(path: u64) -> Option<(u64, u64)> {
+    let dentry = read_ptr(path + off!(path_dentry))?;
+    let mnt = read_ptr(path + off!(path_mnt))?;
+    Some((dentry, mnt))
+}

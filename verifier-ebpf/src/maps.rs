@@ -1,0 +1,64 @@
+//! Every map the programs share, and the kernel-layout table userspace fills before load.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use verifier_common::{
+    FileKey, IoUringKey, KernelOffsets, PATH_CAP, PROGRAM_COUNT, ProgramCounters, SyscallStash,
+    TxnState,
+};
+
+/// Struct field offsets of the running kernel, written by userspace from its BTF at load.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
+
+/// Records for userspace. Its size is set by userspace from the configuration.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+/// Per-program counters, indexed by `ProgramId`.
+#[map]
+pub static COUNTERS: PerCpuArray<ProgramCounters> = PerCpuArray::with_max_entries(PROGRAM_COUNT, 0);
+
+/// Verified package-manager executables (kernel device encoding, inode); filled by userspace.
+#[map]
+pub static PACKAGE_MANAGERS: HashMap<FileKey, u8> = HashMap::with_max_entries(256, 0);
+
+/// Transaction membership per thread group id.
+#[map]
+pub static TRANSACTIONS: HashMap<u32, TxnState> = HashMap::with_max_entries(65_536, 0);
+
+/// Slot 0: the last transaction sequence number this CPU handed out.
+#[map]
+pub static TRANSACTION_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Syscall arguments between `sys_enter` and `sys_exit`, per thread (pid_tgid).
+#[map]
+pub static SYSCALL_STASH: HashMap<u64, SyscallStash> = HashMap::with_max_entries(65_536, 0);
+
+/// io_uring use already reported (process, opcode).
+#[map]
+pub static IO_URING_SEEN: LruHashMap<IoUringKey, u8> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Bytes of the per-CPU record scratch (the largest record).
+pub const RECORD_SCRATCH_BYTES: usize = 8320;
+/// Half of the path scratch: kernel walks write backwards ending here, user suffixes follow it.
+pub const PATH_HALF: usize = PATH_CAP;
+
+#[repr(C, align(8))]
+pub struct RecordScratch(pub [u8; RECORD_SCRATCH_BYTES]);
+
+#[repr(C, align(8))]
+pub struct PathScratch(pub [u8; 2 * PATH_HALF]);
+
+/// Where records are assembled before they are copied to the ring buffer.
+#[map]
+pub static RECORD_SCRATCH: PerCpuArray<RecordScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where paths are assembled.
+#[map]
+pub static PATH_SCRATCH: PerCpuArray<PathScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Loop-carried state of path walks (see `path::WalkState`).
+#[map]
+pub static WALK_STATE: PerCpuArray<crate::path::WalkState> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,406 @@
+//! File-modifying syscalls from `sys_enter`/`sys_exit`: arguments are stashed per thread at entry
+//! (only for the syscalls and open flags that modify files) and reported at exit, only when the
+//! syscall succeeded. fd-based operations are reported with the kernel path and inode of the open
+//! file; path-based ones with the user string anchored at the dirfd's or cwd's kernel path.
+//! Syscall numbers are x86_64's.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    programs::BtfTracePointContext,
+};
+use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, SyscallStash, file_op, kind};
+
+use crate::{
+    emit::{Count, count, current_task, fill_header, submit},
+    kernel::{file_of_fd, off, offsets_ready, read_u64},
+    maps::{PATH_SCRATCH, RECORD_SCRATCH, SYSCALL_STASH},
+    path::{AT_FDCWD, Built, at_path, copy_into, file_path, verbatim},
+};
+
+mod nr {
+    pub const OPEN: u64 = 2;
+    pub const TRUNCATE: u64 = 76;
+    pub const FTRUNCATE: u64 = 77;
+    pub const RENAME: u64 = 82;
+    pub const RMDIR: u64 = 84;
+    pub const CREAT: u64 = 85;
+    pub const LINK: u64 = 86;
+    pub const UNLINK: u64 = 87;
+    pub const SYMLINK: u64 = 88;
+    pub const CHMOD: u64 = 90;
+    pub const FCHMOD: u64 = 91;
+    pub const CHOWN: u64 = 92;
+    pub const FCHOWN: u64 = 93;
+    pub const LCHOWN: u64 = 94;
+    pub const UTIME: u64 = 132;
+    pub const MKNOD: u64 = 133;
+    pub const SETXATTR: u64 = 188;
+    pub const LSETXATTR: u64 = 189;
+    pub const FSETXATTR: u64 = 190;
+    pub const REMOVEXATTR: u64 = 197;
+    pub const LREMOVEXATTR: u64 = 198;
+    pub const FREMOVEXATTR: u64 = 199;
+    pub const UTIMES: u64 = 235;
+    pub const OPENAT: u64 = 257;
+    pub const MKNODAT: u64 = 259;
+    pub const FCHOWNAT: u64 = 260;
+    pub const FUTIMESAT: u64 = 261;
+    pub const UNLINKAT: u64 = 263;
+    pub const RENAMEAT: u64 = 264;
+    pub const LINKAT: u64 = 265;
+    pub const SYMLINKAT: u64 = 266;
+    pub const FCHMODAT: u64 = 268;
+    pub const UTIMENSAT: u64 = 280;
+    pub const OPEN_BY_HANDLE_AT: u64 = 304;
+    pub const RENAMEAT2: u64 = 316;
+    pub const OPENAT2: u64 = 437;
+    pub const FCHMODAT2: u64 = 452;
+    pub const SETXATTRAT: u64 = 463;
+    pub const REMOVEXATTRAT: u64 = 466;
+}
+
+const O_ACCMODE: u64 = 0o3;
+const O_WRONLY: u64 = 0o1;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const RENAME_EXCHANGE: u64 = 1 << 1;
+const AT_REMOVEDIR: u64 = 0x200;
+const DATA_MASK: u32 = (2 * PATH_CAP as u32) - 1;
+
+/// Whether `syscall` is one we report.
+#[inline(always)]
+fn tracked(syscall: u64) -> bool {
+    matches!(
+        syscall,
+        nr::OPEN
+            | nr::TRUNCATE
+            | nr::FTRUNCATE
+            | nr::RENAME
+            | nr::RMDIR
+            | nr::CREAT
+            | nr::LINK
+            | nr::UNLINK
+            | nr::SYMLINK
+            | nr::CHMOD
+            | nr::FCHMOD
+            | nr::CHOWN
+            | nr::FCHOWN
+            | nr::LCHOWN
+            | nr::UTIME
+            | nr::MKNOD
+            | nr::SETXATTR
+            | nr::LSETXATTR
+            | nr::FSETXATTR
+            | nr::REMOVEXATTR
+            | nr::LREMOVEXATTR
+            | nr::FREMOVEXATTR
+            | nr::UTIMES
+            | nr::OPENAT
+            | nr::MKNODAT
+            | nr::FCHOWNAT
+            | nr::FUTIMESAT
+            | nr::UNLINKAT
+            | nr::RENAMEAT
+            | nr::LINKAT
+            | nr::SYMLINKAT
+            | nr::FCHMODAT
+            | nr::UTIMENSAT
+            | nr::OPEN_BY_HANDLE_AT
+            | nr::RENAMEAT2
+            | nr::OPENAT2
+            | nr::FCHMODAT2
+            | nr::SETXATTRAT
+            | nr::REMOVEXATTRAT
+    )
+}
+
+/// The six syscall arguments from `struct pt_regs` (x86_64 calling convention).
+#[inline(always)]
+fn syscall_args(regs: u64) -> [u64; 6] {
+    [
+        read_u64(regs + off!(regs_di)).unwrap_or(0),
+        read_u64(regs + off!(regs_si)).unwrap_or(0),
+        read_u64(regs + off!(regs_dx)).unwrap_or(0),
+        read_u64(regs + off!(regs_r10)).unwrap_or(0),
+        read_u64(regs + off!(regs_r8)).unwrap_or(0),
+        read_u64(regs + off!(regs_r9)).unwrap_or(0),
+    ]
+}
+
+/// Open flags of an open-family syscall; `None` for other syscalls.
+#[inline(always)]
+fn open_flags(syscall: u64, args: &[u64; 6]) -> Option<u64> {
+    match syscall {
+        nr::OPEN => Some(args[1]),
+        nr::CREAT => Some(O_CREAT | O_WRONLY | O_TRUNC),
+        nr::OPENAT | nr::OPEN_BY_HANDLE_AT => Some(args[2]),
+        // struct open_how { u64 flags; ... } in user memory.
+        // SAFETY: bpf_probe_read_user tolerates any address.
+        nr::OPENAT2 => Some(unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0)),
+        _ => None,
+    }
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`.
+pub fn on_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
+    let syscall: u64 = ctx.arg(1);
+    if !tracked(syscall) || !offsets_ready() {
+        return None;
+    }
+    let program = ProgramId::SysEnter;
+    count(program, Count::Total);
+    let regs: u64 = ctx.arg(0);
+    let args = syscall_args(regs);
+    let flags = open_flags(syscall, &args);
+    if let Some(flags) = flags
+        && flags & O_ACCMODE == 0
+        && flags & (O_CREAT | O_TRUNC) == 0
+    {
+        count(program, Count::Ignored);
+        return None;
+    }
+    let stash = SyscallStash {
+        syscall: syscall as u32,
+        _pad: 0,
+        open_flags: flags.unwrap_or(0),
+        args,
+    };
+    if SYSCALL_STASH
+        .insert(&bpf_get_current_pid_tgid(), &stash, 0)
+        .is_err()
+    {
+        count(program, Count::Error);
+    }
+    Some(())
+}
+
+/// How one path of a record is obtained.
+#[derive(Clone, Copy)]
+enum Source {
+    None,
+    /// `*at()` path: user string (or NULL/empty) against a dirfd.
+    At {
+        dirfd: i64,
+        user: u64,
+    },
+    /// An fd argument.
+    Fd(i64),
+    /// The fd the syscall returned; the user string is the fallback if it is gone already.
+    Returned {
+        dirfd: i64,
+        user: u64,
+    },
+    /// A user string that is not a path to anchor (symlink text).
+    Verbatim(u64),
+}
+
+/// What to report for one successful syscall.
+struct Plan {
+    op: u32,
+    flags: u64,
+    path: Source,
+    target: Source,
+}
+
+#[inline(always)]
+fn at(dirfd: u64, user: u64) -> Source {
+    Source::At {
+        dirfd: dirfd as i32 as i64,
+        user,
+    }
+}
+
+#[inline(always)]
+fn cwd(user: u64) -> Source {
+    Source::At {
+        dirfd: AT_FDCWD,
+        user,
+    }
+}
+
+#[inline(always)]
+fn fd(fd: u64) -> Source {
+    Source::Fd(fd as i32 as i64)
+}
+
+#[inline(always)]
+fn plan(stash: &SyscallStash) -> Option<Plan> {
+    let a = &stash.args;
+    let chown_ids = |uid: u64, gid: u64| ((uid & 0xffff_ffff) << 32) | (gid & 0xffff_ffff);
+    let (op, flags, path, target) = match stash.syscall as u64 {
+        nr::OPEN | nr::CREAT => (
+            file_op::OPEN_WRITE,
+            stash.open_flags,
+            Source::Returned {
+                dirfd: AT_FDCWD,
+                user: a[0],
+            },
+            Source::None,
+        ),
+        nr::OPENAT | nr::OPENAT2 => (
+            file_op::OPEN_WRITE,
+            stash.open_flags,
+            Source::Returned {
+                dirfd: a[0] as i32 as i64,
+                user: a[1],
+            },
+            Source::None,
+        ),
+        nr::OPEN_BY_HANDLE_AT => (
+            file_op::OPEN_WRITE,
+            stash.open_flags,
+            Source::Returned { dirfd: -1, user: 0 },
+            Source::None,
+        ),
+        nr::TRUNCATE => (file_op::TRUNCATE, 0, cwd(a[0]), Source::None),
+        nr::FTRUNCATE => (file_op::TRUNCATE, 0, fd(a[0]), Source::None),
+        nr::RENAME => (file_op::RENAME, 0, cwd(a[0]), cwd(a[1])),
+        nr::RENAMEAT => (file_op::RENAME, 0, at(a[0], a[1]), at(a[2], a[3])),
+        nr::RENAMEAT2 => {
+            let op = if a[4] & RENAME_EXCHANGE != 0 {
+                file_op::RENAME_EXCHANGE
+            } else {
+                file_op::RENAME
+            };
+            (op, a[4], at(a[0], a[1]), at(a[2], a[3]))
+        }
+        nr::UNLINK => (file_op::UNLINK, 0, cwd(a[0]), Source::None),
+        nr::RMDIR => (file_op::RMDIR, 0, cwd(a[0]), Source::None),
+        nr::UNLINKAT => {
+            let op = if a[2] & AT_REMOVEDIR != 0 {
+                file_op::RMDIR
+            } else {
+                file_op::UNLINK
+            };
+            (op, a[2], at(a[0], a[1]), Source::None)
+        }
+        nr::LINK => (file_op::LINK, 0, cwd(a[0]), cwd(a[1])),
+        nr::LINKAT => (file_op::LINK, a[4], at(a[0], a[1]), at(a[2], a[3])),
+        nr::SYMLINK => (file_op::SYMLINK, 0, cwd(a[1]), Source::Verbatim(a[0])),
+        nr::SYMLINKAT => (file_op::SYMLINK, 0, at(a[1], a[2]), Source::Verbatim(a[0])),
+        nr::MKNOD => (file_op::MKNOD, a[1], cwd(a[0]), Source::None),
+        nr::MKNODAT => (file_op::MKNOD, a[2], at(a[0], a[1]), Source::None),
+        nr::CHMOD => (file_op::CHMOD, a[1], cwd(a[0]), Source::None),
+        nr::FCHMOD => (file_op::CHMOD, a[1], fd(a[0]), Source::None),
+        nr::FCHMODAT | nr::FCHMODAT2 => (file_op::CHMOD, a[2], at(a[0], a[1]), Source::None),
+        nr::CHOWN | nr::LCHOWN => (
+            file_op::CHOWN,
+            chown_ids(a[1], a[2]),
+            cwd(a[0]),
+            Source::None,
+        ),
+        nr::FCHOWN => (
+            file_op::CHOWN,
+            chown_ids(a[1], a[2]),
+            fd(a[0]),
+            Source::None,
+        ),
+        nr::FCHOWNAT => (
+            file_op::CHOWN,
+            chown_ids(a[2], a[3]),
+            at(a[0], a[1]),
+            Source::None,
+        ),
+        nr::SETXATTR | nr::LSETXATTR => (file_op::SET_XATTR, 0, cwd(a[0]), Source::None),
+        nr::FSETXATTR => (file_op::SET_XATTR, 0, fd(a[0]), Source::None),
+        nr::SETXATTRAT => (file_op::SET_XATTR, 0, at(a[0], a[1]), Source::None),
+        nr::REMOVEXATTR | nr::LREMOVEXATTR => (file_op::REMOVE_XATTR, 0, cwd(a[0]), Source::None),
+        nr::FREMOVEXATTR => (file_op::REMOVE_XATTR, 0, fd(a[0]), Source::None),
+        nr::REMOVEXATTRAT => (file_op::REMOVE_XATTR, 0, at(a[0], a[1]), Source::None),
+        nr::UTIME | nr::UTIMES => (file_op::UTIMES, 0, cwd(a[0]), Source::None),
+        nr::UTIMENSAT | nr::FUTIMESAT => (file_op::UTIMES, 0, at(a[0], a[1]), Source::None),
+        _ => return None,
+    };
+    Some(Plan {
+        op,
+        flags,
+        path,
+        target,
+    })
+}
+
+/// Assembles one path in the scratch.
+#[inline(always)]
+fn build(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Built {
+    match source {
+        Source::None => Built::NONE,
+        Source::At { dirfd, user } => at_path(scratch, task, dirfd, user),
+        Source::Fd(fd) => match file_of_fd(task, fd) {
+            Some(file) => file_path(scratch, file),
+            None => Built::NONE,
+        },
+        Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
+            Some(file) => file_path(scratch, file),
+            None if user != 0 => at_path(scratch, task, dirfd, user),
+            None => Built::NONE,
+        },
+        Source::Verbatim(user) => verbatim(scratch, user),
+    }
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`.
+pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
+    if !offsets_ready() {
+        return None;
+    }
+    let regs: u64 = ctx.arg(0);
+    let syscall = read_u64(regs + off!(regs_orig_ax))?;
+    if !tracked(syscall) {
+        return None;
+    }
+    let program = ProgramId::SysExit;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: copied out before the entry is removed.
+    let stash = match unsafe { SYSCALL_STASH.get(&pid_tgid) } {
+        Some(stash) => *stash,
+        // Read-only opens were not stashed; anything else missing was lost at entry.
+        None => return None,
+    };
+    let _ = SYSCALL_STASH.remove(&pid_tgid);
+    count(program, Count::Total);
+    let ret: i64 = ctx.arg(1);
+    if ret < 0 || stash.syscall as u64 != syscall {
+        count(program, Count::Ignored);
+        return None;
+    }
+    let plan = plan(&stash)?;
+    emit_file(program, &plan, stash.syscall, ret)
+}
+
+#[inline(always)]
+fn emit_file(program: ProgramId, plan: &Plan, syscall: u32, ret: i64) -> Option<()> {
+    let record = RECORD_SCRATCH.get_ptr_mut(0)?.cast::<FileRecord>();
+    let scratch = PATH_SCRATCH.get_ptr_mut(0)?.cast::<u8>();
+    // SAFETY: the scratch slot is at least as large as a FileRecord.
+    let record = unsafe { &mut *record };
+    let task = current_task();
+    fill_header(&mut record.header, kind::FILE, program);
+    record.op = plan.op;
+    record.syscall = syscall;
+    record.flags = plan.flags;
+    record._pad = [0; 7];
+    let data = (&raw mut record.data).cast::<u8>();
+
+    let path = build(scratch, task, plan.path, ret);
+    record.path = copy_into(data, 0, scratch, &path);
+    if record.path.len == 0 {
+        count(program, Count::Error);
+        return None;
+    }
+    let (dev, ino) = path.file.unwrap_or((0, 0));
+    record.has_file = path.file.is_some() as u8;
+    record.dev = dev;
+    record.ino = ino;
+
+    let target = build(scratch, task, plan.target, ret);
+    record.target = copy_into(data, record.path.len as u32, scratch, &target);
+    if record.path.truncated != 0 || record.target.truncated != 0 {
+        count(program, Count::PathTruncated);
+    }
+    let used = (record.path.len as u32 + record.target.len as u32) & DATA_MASK;
+    submit(
+        program,
+        (record as *const FileRecord).cast(),
+        FILE_FIXED + used as usize,
+    );
+    Some(())
+}
