@@ -1,0 +1,142 @@
+//! The bounded memory cache of operations outside the watched roots, least recently used by
+//! inode, so that a file prepared elsewhere and renamed (or linked) into a watched root keeps its
+//! history. It also remembers which inode each cached name points at.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::model::{EntryOp, HistoryEntry};
+use crate::events::{FileId, FileOp};
+
+/// Most operations kept per inode; older ones are dropped (and the history marked incomplete).
+const MAX_ENTRIES_PER_INODE: usize = 64;
+
+/// `O_CREAT | O_EXCL`: an open with both created the file.
+const CREATE_EXCLUSIVE: u64 = (libc::O_CREAT | libc::O_EXCL) as u64;
+
+/// What the cache knows of one inode.
+#[derive(Debug, Default)]
+pub struct CachedInode {
+    pub entries: Vec<HistoryEntry>,
+    names: Vec<Vec<u8>>,
+    /// Operations before the first kept one may be missing.
+    pub prior_unknown: bool,
+    stamp: u64,
+}
+
+#[derive(Debug)]
+pub struct MemoryCache {
+    inodes: HashMap<FileId, CachedInode>,
+    by_age: BTreeMap<u64, FileId>,
+    names: HashMap<Vec<u8>, FileId>,
+    capacity: usize,
+    clock: u64,
+    evictions: u64,
+}
+
+/// The entry brings its inode into existence: nothing can have happened to it before.
+pub fn creates_inode(entry: &HistoryEntry) -> bool {
+    match entry.op {
+        EntryOp::File(FileOp::OpenWrite) => entry.flags & CREATE_EXCLUSIVE == CREATE_EXCLUSIVE,
+        EntryOp::File(FileOp::Mknod | FileOp::Symlink) => true,
+        _ => false,
+    }
+}
+
+impl MemoryCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inodes: HashMap::new(),
+            by_age: BTreeMap::new(),
+            names: HashMap::new(),
+            capacity: capacity.max(1),
+            clock: 0,
+            evictions: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Inodes dropped for room so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Adds an operation on `inode`.
+    pub fn record(&mut self, inode: FileId, entry: HistoryEntry) {
+        self.clock += 1;
+        let stamp = self.clock;
+        if !self.inodes.contains_key(&inode) {
+            self.make_room();
+            // Once anything was evicted, an inode seen for the first time may have lost history,
+            // unless this very operation created it.
+            let prior_unknown = self.evictions > 0 && !creates_inode(&entry);
+            self.inodes.insert(
+                inode,
+                CachedInode {
+                    prior_unknown,
+                    ..CachedInode::default()
+                },
+            );
+        }
+        let Some(cached) = self.inodes.get_mut(&inode) else {
+            return;
+        };
+        self.by_age.remove(&cached.stamp);
+        cached.stamp = stamp;
+        self.by_age.insert(stamp, inode);
+        if cached.entries.len() >= MAX_ENTRIES_PER_INODE {
+            cached.entries.remove(0);
+            cached.prior_unknown = true;
+        }
+        cached.entries.push(entry);
+    }
+
+    /// `path` now names `inode`.
+    pub fn set_name(&mut self, path: &[u8], inode: FileId) {
+        if let Some(cached) = self.inodes.get_mut(&inode) {
+            if !cached.names.iter().any(|name| name == path) {
+                cached.names.push(path.to_vec());
+            }
+            self.names.insert(path.to_vec(), inode);
+        }
+    }
+
+    /// `path` no longer names anything.
+    pub fn remove_name(&mut self, path: &[u8]) {
+        self.names.remove(path);
+    }
+
+    pub fn lookup_name(&self, path: &[u8]) -> Option<FileId> {
+        self.names.get(path).copied()
+    }
+
+    /// What is cached for `inode`, without removing it.
+    pub fn peek(&self, inode: &FileId) -> Option<&CachedInode> {
+        self.inodes.get(inode)
+    }
+
+    /// Removes and returns what is cached for `inode` (it is going to disk).
+    pub fn take(&mut self, inode: &FileId) -> Option<CachedInode> {
+        let cached = self.inodes.remove(inode)?;
+        self.by_age.remove(&cached.stamp);
+        for name in &cached.names {
+            if self.names.get(name) == Some(inode) {
+                self.names.remove(name);
+            }
+        }
+        Some(cached)
+    }
+
+    fn make_room(&mut self) {
+        while self.inodes.len() >= self.capacity {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                return;
+            };
+            if self.take(&oldest).is_some() {
+                self.evictions += 1;
+            }
+        }
+    }
+}

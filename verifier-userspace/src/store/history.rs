@@ -1,0 +1,370 @@
+//! File histories: everything recorded about a path's inode since it was last trusted (through
+//! any of its names), the path's own namespace changes, what may be missing; and `mark_trusted`,
+//! which starts a file's history afresh.
+
+use std::{collections::HashSet, os::unix::ffi::OsStrExt, path::Path};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Store, StoreError,
+    bytes::ByteText,
+    cache::creates_inode,
+    model::{
+        Baseline, EntryOp, EntrySource, FileHistory, HistoryEntry, HistoryStart, Incompleteness,
+    },
+    records::baseline_of,
+    roots::could_be_tail_of,
+    rows::{self, ENTRY_COLUMNS, from_sql, to_sql},
+};
+use crate::events::{FileId, FileOp, PathOrigin};
+
+/// What the names table says about a path.
+struct NameRow {
+    file: FileId,
+    removed: bool,
+}
+
+impl Store {
+    /// The history of `path` since it was last trusted. `current` is the inode the caller sees
+    /// at the path now (`None` if it does not exist); without it the last recorded inode is used.
+    pub fn file_history(
+        &self,
+        path: &Path,
+        current: Option<FileId>,
+    ) -> Result<FileHistory, StoreError> {
+        let path = path.as_os_str().as_bytes();
+        let name = name_of(&self.connection, path)?;
+        let memory_name = self
+            .writer
+            .as_ref()
+            .and_then(|writer| writer.cache.lookup_name(path));
+        let recorded_file = name.as_ref().map(|name| name.file).or(memory_name);
+        let file = current.or(recorded_file);
+        let baseline = baseline_of(&self.connection, path)?;
+        let trusted_time = baseline
+            .as_ref()
+            .filter(|baseline| Some(baseline.file) == file)
+            .map(|baseline| baseline.time);
+        let path_cutoff = baseline.as_ref().map_or(0, |baseline| baseline.time);
+
+        let mut seen = HashSet::new();
+        let mut entries = match file {
+            Some(file) => self.inode_entries(file, trusted_time.unwrap_or(0), &mut seen)?,
+            None => Vec::new(),
+        };
+        let path_events = self.path_entries(path, path_cutoff, &mut seen)?;
+        let possibly_related = self.unanchored_entries(path, path_cutoff, &seen)?;
+        if let Some(file) = file {
+            entries.extend(self.memory_only_entries(file, trusted_time.unwrap_or(0)));
+            entries.sort_by_key(|entry| entry.time);
+        }
+
+        let start = match (trusted_time, entries.first()) {
+            (Some(time), _) => HistoryStart::Trusted { time },
+            (None, Some(first)) if creates_inode(first) && !first.prior_history_unknown => {
+                HistoryStart::Created { time: first.time }
+            }
+            _ => HistoryStart::Unknown,
+        };
+        let earliest_relevant = match start {
+            HistoryStart::Trusted { time } | HistoryStart::Created { time } => time,
+            HistoryStart::Unknown => 0,
+        };
+        let other_names = match file {
+            Some(file) => other_names(&self.connection, file, path)?,
+            None => Vec::new(),
+        };
+        let mut replaced_files = Vec::new();
+        for event in entries.iter().chain(&path_events) {
+            if let Some(replaced) = event.replaced
+                && event
+                    .target
+                    .as_ref()
+                    .is_some_and(|target| target.path.as_bytes() == path)
+                && !replaced_files.contains(&replaced)
+            {
+                replaced_files.push(replaced);
+            }
+        }
+        let mut history = FileHistory {
+            path: ByteText(path.to_vec()),
+            file,
+            recorded_file,
+            recorded_deleted: name.as_ref().is_some_and(|name| name.removed),
+            baseline,
+            start,
+            earliest_relevant,
+            entries,
+            path_events,
+            possibly_related,
+            other_names,
+            replaced_files,
+            incomplete: Vec::new(),
+        };
+        history.incomplete = incompleteness(&history, current);
+        Ok(history)
+    }
+
+    fn select_entries(
+        &self,
+        condition: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Vec<(i64, HistoryEntry)>, StoreError> {
+        let sql =
+            format!("SELECT {ENTRY_COLUMNS} FROM file_events WHERE {condition} ORDER BY time, id");
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(parameters, rows::entry_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn inode_entries(
+        &self,
+        file: FileId,
+        after: u64,
+        seen: &mut HashSet<i64>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = self.select_entries(
+            "dev = ?1 AND ino = ?2 AND time > ?3",
+            params![to_sql(file.dev), to_sql(file.ino), to_sql(after)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    fn path_entries(
+        &self,
+        path: &[u8],
+        after: u64,
+        seen: &mut HashSet<i64>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut rows =
+            self.select_entries("path = ?1 AND time > ?2", params![path, to_sql(after)])?;
+        rows.extend(
+            self.select_entries("target = ?1 AND time > ?2", params![path, to_sql(after)])?,
+        );
+        rows.sort_by_key(|(id, entry)| (entry.time, *id));
+        Ok(rows
+            .into_iter()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    /// Operations whose truncated or unresolved path could be a tail of `path`.
+    fn unanchored_entries(
+        &self,
+        path: &[u8],
+        after: u64,
+        seen: &HashSet<i64>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = self.select_entries("unanchored = 1 AND time > ?1", params![to_sql(after)])?;
+        let may_name = |recorded: &super::model::RecordedPath| {
+            recorded.is_unanchored()
+                && could_be_tail_of(
+                    recorded.path.as_bytes(),
+                    path,
+                    !recorded.truncated && recorded.origin == PathOrigin::UserUnresolved,
+                )
+        };
+        Ok(rows
+            .into_iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .map(|(_, entry)| entry)
+            .filter(|entry| {
+                may_name(&entry.path)
+                    || (matches!(
+                        entry.op,
+                        EntryOp::File(FileOp::Rename | FileOp::RenameExchange | FileOp::Link)
+                    ) && entry.target.as_ref().is_some_and(may_name))
+            })
+            .collect())
+    }
+
+    /// Operations on `file` still only in the daemon's memory cache.
+    fn memory_only_entries(&self, file: FileId, after: u64) -> Vec<HistoryEntry> {
+        let Some(cached) = self
+            .writer
+            .as_ref()
+            .and_then(|writer| writer.cache.peek(&file))
+        else {
+            return Vec::new();
+        };
+        cached
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.time > after)
+            .map(|(index, entry)| HistoryEntry {
+                source: EntrySource::MemoryOnly,
+                prior_history_unknown: entry.prior_history_unknown
+                    || (index == 0 && cached.prior_unknown),
+                ..entry.clone()
+            })
+            .collect()
+    }
+
+    /// Records that `path` was verified: its baseline is stored and its history before
+    /// `baseline.time` is discarded (for its inode, the path's own operations, and inodes that
+    /// were replaced or deleted at the path and have no other name).
+    pub fn mark_trusted(&mut self, path: &Path, baseline: Baseline) -> Result<(), StoreError> {
+        let path = path.as_os_str().as_bytes();
+        let (connection, writer) = self.writer()?;
+        let transaction = connection.transaction()?;
+        let cutoff = to_sql(baseline.time);
+        transaction.execute(
+            "INSERT OR REPLACE INTO baselines (path, dev, ino, size, mtime, ctime, digest, \
+             algorithm, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                path,
+                to_sql(baseline.file.dev),
+                to_sql(baseline.file.ino),
+                to_sql(baseline.size),
+                baseline.mtime_ns,
+                baseline.ctime_ns,
+                baseline.digest,
+                baseline.algorithm,
+                cutoff
+            ],
+        )?;
+        let former = former_inodes(&transaction, path, cutoff)?;
+        transaction.execute(
+            "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3",
+            params![to_sql(baseline.file.dev), to_sql(baseline.file.ino), cutoff],
+        )?;
+        transaction.execute(
+            "DELETE FROM file_events WHERE path = ?1 AND time <= ?2",
+            params![path, cutoff],
+        )?;
+        transaction.execute(
+            "DELETE FROM file_events WHERE target = ?1 AND time <= ?2",
+            params![path, cutoff],
+        )?;
+        for old in former.into_iter().filter(|old| *old != baseline.file) {
+            transaction.execute(
+                "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3 \
+                 AND NOT EXISTS (SELECT 1 FROM names WHERE dev = ?1 AND ino = ?2 \
+                 AND removed_at IS NULL)",
+                params![to_sql(old.dev), to_sql(old.ino), cutoff],
+            )?;
+        }
+        transaction.execute(
+            "INSERT INTO names (path, dev, ino, since, removed_at) VALUES (?1, ?2, ?3, ?4, NULL) \
+             ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, \
+             since = excluded.since, removed_at = NULL",
+            params![
+                path,
+                to_sql(baseline.file.dev),
+                to_sql(baseline.file.ino),
+                cutoff
+            ],
+        )?;
+        if let Some(cached) = writer.cache.take(&baseline.file) {
+            for entry in cached
+                .entries
+                .iter()
+                .filter(|entry| entry.time > baseline.time)
+            {
+                let stored = HistoryEntry {
+                    source: EntrySource::MemoryCache,
+                    ..entry.clone()
+                };
+                rows::insert_entry(&transaction, writer.boot_no, &stored)?;
+            }
+        }
+        transaction.commit()?;
+        writer.watched_inodes.insert(baseline.file);
+        Ok(())
+    }
+}
+
+fn name_of(connection: &Connection, path: &[u8]) -> Result<Option<NameRow>, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT dev, ino, removed_at FROM names WHERE path = ?1")?
+        .query_row(params![path], |row| {
+            Ok(NameRow {
+                file: FileId {
+                    dev: from_sql(row.get(0)?),
+                    ino: from_sql(row.get(1)?),
+                },
+                removed: row.get::<_, Option<i64>>(2)?.is_some(),
+            })
+        })
+        .optional()?)
+}
+
+fn other_names(
+    connection: &Connection,
+    file: FileId,
+    path: &[u8],
+) -> Result<Vec<ByteText>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT path FROM names WHERE dev = ?1 AND ino = ?2 AND removed_at IS NULL \
+         AND path != ?3 ORDER BY path",
+    )?;
+    let rows = statement.query_map(params![to_sql(file.dev), to_sql(file.ino), path], |row| {
+        Ok(ByteText(row.get(0)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Inodes that were at `path` (acted on there, or replaced by a rename onto it) up to `cutoff`.
+fn former_inodes(
+    connection: &Connection,
+    path: &[u8],
+    cutoff: i64,
+) -> Result<Vec<FileId>, StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT dev, ino FROM file_events WHERE path = ?1 AND time <= ?2 AND dev IS NOT NULL \
+         UNION SELECT replaced_dev, replaced_ino FROM file_events WHERE target = ?1 \
+         AND time <= ?2 AND replaced_dev IS NOT NULL",
+    )?;
+    let rows = statement.query_map(params![path, cutoff], |row| {
+        Ok(FileId {
+            dev: from_sql(row.get(0)?),
+            ino: from_sql(row.get(1)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Why the history may lack operations.
+fn incompleteness(history: &FileHistory, current: Option<FileId>) -> Vec<Incompleteness> {
+    let mut reasons = Vec::new();
+    if let Some(current) = current {
+        let trusted_here = history
+            .baseline
+            .as_ref()
+            .is_some_and(|baseline| baseline.file == current);
+        let mismatch = match history.recorded_file {
+            Some(recorded) => recorded != current || history.recorded_deleted,
+            // Nothing recorded this path's inode: only a problem if we claim a full story.
+            None => history.start != HistoryStart::Unknown && !trusted_here,
+        };
+        if mismatch {
+            reasons.push(Incompleteness::InodeNotRecorded {
+                recorded: history.recorded_file,
+                current,
+            });
+        }
+    }
+    if !history.possibly_related.is_empty() {
+        reasons.push(Incompleteness::UnresolvedPaths {
+            count: history.possibly_related.len() as u64,
+        });
+    }
+    for entry in &history.entries {
+        if entry.op == EntryOp::PreexistingWriter {
+            reasons.push(Incompleteness::WriterPredatesMonitoring {
+                pid: entry.writer.pid,
+                comm: entry.writer.comm.clone(),
+            });
+        } else if entry.prior_history_unknown {
+            reasons.push(Incompleteness::PriorHistoryUnknown { time: entry.time });
+        }
+    }
+    reasons
+}

@@ -1,0 +1,210 @@
+//! Conversions between history entries and `file_events` rows, and the small column codecs
+//! (u64 as i64 bit patterns, path origins, file identities).
+
+use rusqlite::{Row, Transaction, params};
+
+use super::{
+    StoreError,
+    bytes::ByteText,
+    model::{EntryOp, EntrySource, HistoryEntry, RecordedPath, Writer},
+    processes::ProcessInfo,
+};
+use crate::events::{FileEvent, FileId, PathOrigin, ReportedPath, TransactionRef};
+
+/// u64 → i64 keeping the bit pattern (SQLite integers are signed).
+pub fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+/// i64 → u64 keeping the bit pattern.
+pub fn from_sql(value: i64) -> u64 {
+    value as u64
+}
+
+pub fn origin_str(origin: PathOrigin) -> &'static str {
+    match origin {
+        PathOrigin::Kernel => "kernel",
+        PathOrigin::UserResolved => "user_resolved",
+        PathOrigin::UserUnresolved => "user_unresolved",
+    }
+}
+
+pub fn parse_origin(text: &str) -> PathOrigin {
+    match text {
+        "kernel" => PathOrigin::Kernel,
+        "user_resolved" => PathOrigin::UserResolved,
+        _ => PathOrigin::UserUnresolved,
+    }
+}
+
+pub fn file_id(dev: Option<i64>, ino: Option<i64>) -> Option<FileId> {
+    Some(FileId {
+        dev: from_sql(dev?),
+        ino: from_sql(ino?),
+    })
+}
+
+pub fn recorded(path: &ReportedPath) -> RecordedPath {
+    RecordedPath {
+        path: ByteText(path.bytes.clone()),
+        origin: path.origin,
+        truncated: path.truncated,
+    }
+}
+
+/// A history entry for a file event, attributed to what the process ran at the time.
+pub fn entry_from_event(
+    event: &FileEvent,
+    inode: Option<FileId>,
+    process: Option<&ProcessInfo>,
+    boot: &str,
+) -> HistoryEntry {
+    let actor = &event.actor;
+    HistoryEntry {
+        time: event.time,
+        op: EntryOp::File(event.op),
+        file: inode,
+        path: recorded(&event.path),
+        target: event.target.as_ref().map(recorded),
+        replaced: event.replaced,
+        flags: event.flags,
+        writer: Writer {
+            boot: boot.to_owned(),
+            pid: actor.pid,
+            tid: actor.tid,
+            ppid: actor.ppid,
+            start_time_ns: actor.start_time_ns,
+            uid: actor.uid,
+            euid: actor.euid,
+            comm: ByteText(actor.comm.clone()),
+            exe: process.and_then(|info| info.exe.clone()).map(ByteText),
+            exe_file: process.and_then(|info| info.exe_file),
+            transaction: actor.transaction,
+        },
+        source: EntrySource::Recorded,
+        prior_history_unknown: false,
+    }
+}
+
+/// The columns every entry query selects, in [`entry_from_row`]'s order.
+pub const ENTRY_COLUMNS: &str = "time, op, dev, ino, path, path_origin, path_truncated, target, \
+    target_origin, target_truncated, replaced_dev, replaced_ino, flags, \
+    (SELECT boot_id FROM boots WHERE boots.id = file_events.boot), pid, tid, ppid, start_time, \
+    uid, euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, source, prior_unknown, id";
+
+pub fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, HistoryEntry)> {
+    let op_text: String = row.get(1)?;
+    let op = EntryOp::parse(&op_text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("unknown operation {op_text:?}").into(),
+        )
+    })?;
+    let origin: String = row.get(5)?;
+    let target = match row.get::<_, Option<Vec<u8>>>(7)? {
+        Some(bytes) => Some(RecordedPath {
+            path: ByteText(bytes),
+            origin: parse_origin(&row.get::<_, Option<String>>(8)?.unwrap_or_default()),
+            truncated: row.get::<_, Option<bool>>(9)?.unwrap_or(false),
+        }),
+        None => None,
+    };
+    let transaction = match (
+        row.get::<_, Option<i64>>(24)?,
+        row.get::<_, Option<i64>>(25)?,
+    ) {
+        (Some(id), Some(depth)) => Some(TransactionRef {
+            id: from_sql(id),
+            depth: depth as u32,
+        }),
+        _ => None,
+    };
+    let entry = HistoryEntry {
+        time: from_sql(row.get(0)?),
+        op,
+        file: file_id(row.get(2)?, row.get(3)?),
+        path: RecordedPath {
+            path: ByteText(row.get(4)?),
+            origin: parse_origin(&origin),
+            truncated: row.get(6)?,
+        },
+        target,
+        replaced: file_id(row.get(10)?, row.get(11)?),
+        flags: from_sql(row.get(12)?),
+        writer: Writer {
+            boot: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
+            pid: row.get(14)?,
+            tid: row.get(15)?,
+            ppid: row.get(16)?,
+            start_time_ns: from_sql(row.get(17)?),
+            uid: row.get(18)?,
+            euid: row.get(19)?,
+            comm: ByteText(row.get(20)?),
+            exe: row.get::<_, Option<Vec<u8>>>(21)?.map(ByteText),
+            exe_file: file_id(row.get(22)?, row.get(23)?),
+            transaction,
+        },
+        source: EntrySource::parse(&row.get::<_, String>(26)?),
+        prior_history_unknown: row.get(27)?,
+    };
+    Ok((row.get(28)?, entry))
+}
+
+/// Inserts one entry (of the given boot number).
+pub fn insert_entry(
+    transaction: &Transaction<'_>,
+    boot: i64,
+    entry: &HistoryEntry,
+) -> Result<(), StoreError> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO file_events (time, op, dev, ino, path, path_origin, path_truncated, target, \
+         target_origin, target_truncated, replaced_dev, replaced_ino, flags, unanchored, boot, \
+         pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, \
+         source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+         ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+    )?;
+    let writer = &entry.writer;
+    let target = entry.target.as_ref();
+    let unanchored = entry.path.is_unanchored()
+        || (matches!(
+            entry.op,
+            EntryOp::File(
+                crate::events::FileOp::Rename
+                    | crate::events::FileOp::RenameExchange
+                    | crate::events::FileOp::Link
+            )
+        ) && target.is_some_and(RecordedPath::is_unanchored));
+    statement.execute(params![
+        to_sql(entry.time),
+        entry.op.as_str(),
+        entry.file.map(|file| to_sql(file.dev)),
+        entry.file.map(|file| to_sql(file.ino)),
+        entry.path.path.as_bytes(),
+        origin_str(entry.path.origin),
+        entry.path.truncated,
+        target.map(|target| target.path.as_bytes()),
+        target.map(|target| origin_str(target.origin)),
+        target.map(|target| target.truncated),
+        entry.replaced.map(|file| to_sql(file.dev)),
+        entry.replaced.map(|file| to_sql(file.ino)),
+        to_sql(entry.flags),
+        unanchored,
+        boot,
+        writer.pid,
+        writer.tid,
+        writer.ppid,
+        to_sql(writer.start_time_ns),
+        writer.uid,
+        writer.euid,
+        writer.comm.as_bytes(),
+        writer.exe.as_ref().map(ByteText::as_bytes),
+        writer.exe_file.map(|file| to_sql(file.dev)),
+        writer.exe_file.map(|file| to_sql(file.ino)),
+        writer.transaction.map(|transaction| to_sql(transaction.id)),
+        writer.transaction.map(|transaction| transaction.depth),
+        entry.source.as_str(),
+        entry.prior_history_unknown,
+    ])?;
+    Ok(())
+}

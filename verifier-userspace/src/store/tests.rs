@@ -1,0 +1,941 @@
+//! Store tests: sequences of real-shaped recorder events applied to a store in a temporary
+//! directory, then the histories, transactions and gaps the decision engine will read.
+
+use std::{os::unix::fs::PermissionsExt, path::Path};
+
+use tempfile::TempDir;
+
+use super::*;
+use crate::{
+    config::RecorderConfig,
+    events::{
+        Actor, Event, ExecEvent, ExitEvent, FileEvent, FileId, FileOp, ForkEvent, IoUringEvent,
+        LossEvent, PathOrigin, PreexistingWriterEvent, ReportedPath, TransactionRef,
+    },
+    protocol::{AlertRef, AlertSource, ChangeKind, Outcome},
+};
+
+const BOOT: &str = "11111111-2222-3333-4444-555555555555";
+const DEV: u64 = 2049;
+const CREATE_EXCLUSIVE: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) as u64;
+const WRITE: u64 = libc::O_WRONLY as u64;
+
+fn recorder() -> RecorderConfig {
+    RecorderConfig {
+        watched_roots: vec!["/usr/bin".into(), "/etc".into()],
+        ..RecorderConfig::default()
+    }
+}
+
+fn open(dir: &TempDir) -> Store {
+    Store::open_for_boot(dir.path(), &recorder(), BOOT).unwrap()
+}
+
+fn inode(ino: u64) -> FileId {
+    FileId { dev: DEV, ino }
+}
+
+fn kernel_path(path: &[u8]) -> ReportedPath {
+    ReportedPath {
+        bytes: path.to_vec(),
+        origin: PathOrigin::Kernel,
+        truncated: false,
+    }
+}
+
+/// A process as the recorder reports it.
+#[derive(Clone)]
+struct Proc {
+    pid: u32,
+    start: u64,
+    comm: &'static [u8],
+    transaction: Option<TransactionRef>,
+}
+
+impl Proc {
+    fn new(pid: u32, comm: &'static [u8]) -> Self {
+        Self {
+            pid,
+            start: u64::from(pid) * 7,
+            comm,
+            transaction: None,
+        }
+    }
+
+    fn in_transaction(mut self, id: u64, depth: u32) -> Self {
+        self.transaction = Some(TransactionRef { id, depth });
+        self
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            pid: self.pid,
+            tid: self.pid,
+            ppid: 1,
+            uid: 0,
+            euid: 0,
+            start_time_ns: self.start,
+            comm: self.comm.to_vec(),
+            transaction: self.transaction,
+        }
+    }
+
+    fn exec(&self, time: u64, exe: &[u8], exe_ino: u64, cmdline: &[u8], starts: bool) -> Event {
+        Event::Exec(ExecEvent {
+            time,
+            actor: self.actor(),
+            exe: kernel_path(exe),
+            exe_file: inode(exe_ino),
+            argv0: cmdline
+                .split(|&byte| byte == 0)
+                .next()
+                .unwrap_or_default()
+                .to_vec(),
+            cmdline: cmdline.to_vec(),
+            cgroup_id: 1,
+            starts_transaction: starts,
+        })
+    }
+
+    fn file(&self, time: u64, op: FileOp, path: &[u8], file: Option<u64>) -> FileEvent {
+        FileEvent {
+            time,
+            actor: self.actor(),
+            op,
+            path: kernel_path(path),
+            file: file.map(inode),
+            flags: 0,
+            target: None,
+            replaced: None,
+        }
+    }
+
+    fn write(&self, time: u64, path: &[u8], ino: u64, flags: u64) -> Event {
+        Event::File(FileEvent {
+            flags,
+            ..self.file(time, FileOp::OpenWrite, path, Some(ino))
+        })
+    }
+
+    fn rename(&self, time: u64, from: &[u8], to: &[u8], ino: u64, replaced: Option<u64>) -> Event {
+        Event::File(FileEvent {
+            target: Some(kernel_path(to)),
+            replaced: replaced.map(inode),
+            ..self.file(time, FileOp::Rename, from, Some(ino))
+        })
+    }
+
+    fn exit(&self, time: u64, status: i32, ends: bool) -> Event {
+        Event::Exit(ExitEvent {
+            time,
+            actor: self.actor(),
+            exit_status: status,
+            ends_transaction: ends,
+        })
+    }
+
+    fn fork(&self, time: u64, child: &Proc) -> Event {
+        Event::Fork(ForkEvent {
+            time,
+            parent: self.actor(),
+            child_pid: child.pid,
+            child_start_time_ns: child.start,
+        })
+    }
+}
+
+fn dpkg() -> Proc {
+    Proc::new(500, b"dpkg").in_transaction(7, 0)
+}
+
+/// dpkg unpacks `/usr/bin/hello` the way it really does: lock, `.dpkg-new`, rename, exit 0.
+fn dpkg_upgrade_events() -> Vec<Event> {
+    let dpkg = dpkg();
+    vec![
+        dpkg.exec(100, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0hello.deb", true),
+        dpkg.write(
+            110,
+            b"/var/lib/dpkg/lock",
+            2,
+            (libc::O_RDWR | libc::O_CREAT) as u64,
+        ),
+        dpkg.write(120, b"/usr/bin/hello.dpkg-new", 42, CREATE_EXCLUSIVE),
+        dpkg.rename(
+            130,
+            b"/usr/bin/hello.dpkg-new",
+            b"/usr/bin/hello",
+            42,
+            Some(41),
+        ),
+        dpkg.exit(140, 0, true),
+    ]
+}
+
+fn ops(entries: &[HistoryEntry]) -> Vec<(u64, EntryOp)> {
+    entries.iter().map(|entry| (entry.time, entry.op)).collect()
+}
+
+#[test]
+fn dpkg_pattern_is_one_complete_transaction() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(42)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (120, EntryOp::File(FileOp::OpenWrite)),
+            (130, EntryOp::File(FileOp::Rename))
+        ]
+    );
+    assert_eq!(history.start, HistoryStart::Created { time: 120 });
+    assert_eq!(history.earliest_relevant, 120);
+    assert!(history.incomplete.is_empty(), "{:?}", history.incomplete);
+    assert!(history.is_complete());
+    assert_eq!(history.replaced_files, vec![inode(41)]);
+    assert_eq!(history.recorded_file, Some(inode(42)));
+    for entry in &history.entries {
+        assert_eq!(
+            entry.writer.exe.as_ref().unwrap().as_bytes(),
+            b"/usr/bin/dpkg"
+        );
+        assert_eq!(entry.writer.exe_file, Some(inode(1)));
+        assert_eq!(
+            entry.writer.transaction,
+            Some(TransactionRef { id: 7, depth: 0 })
+        );
+        assert_eq!(entry.writer.boot, BOOT);
+    }
+
+    let keys = history.transaction_keys();
+    assert_eq!(
+        keys,
+        vec![TransactionKey {
+            boot: BOOT.into(),
+            id: 7
+        }]
+    );
+    let record = store.transaction(&keys[0]).unwrap().unwrap();
+    assert_eq!(record.root_pid, 500);
+    assert_eq!(record.exe.as_bytes(), b"/usr/bin/dpkg");
+    assert_eq!(record.cmdline.as_bytes(), b"dpkg\0-i\0hello.deb");
+    assert_eq!((record.started, record.ended), (100, Some(140)));
+    assert!(record.succeeded());
+    assert_eq!(
+        record.package_lock.unwrap().as_bytes(),
+        b"/var/lib/dpkg/lock"
+    );
+    assert!(store.transactions_in_flight().unwrap().is_empty());
+}
+
+#[test]
+fn transaction_in_flight_until_root_exits() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let events = dpkg_upgrade_events();
+    store.apply(&events[..4]).unwrap();
+    let running = store.transactions_in_flight().unwrap();
+    assert_eq!(running.len(), 1);
+    assert!(running[0].is_running());
+    store.apply(&events[4..]).unwrap();
+    assert!(store.transactions_in_flight().unwrap().is_empty());
+}
+
+#[test]
+fn forked_child_that_never_execs_is_attributed_to_parent_exe() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let dpkg = dpkg();
+    let child = Proc::new(501, b"dpkg").in_transaction(7, 1);
+    store
+        .apply(&[
+            dpkg.exec(100, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0x.deb", true),
+            dpkg.fork(105, &child),
+            child.write(110, b"/etc/hello.conf", 50, CREATE_EXCLUSIVE),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/hello.conf"), Some(inode(50)))
+        .unwrap();
+    let writer = &history.entries[0].writer;
+    assert_eq!(writer.pid, 501);
+    assert_eq!(writer.exe.as_ref().unwrap().as_bytes(), b"/usr/bin/dpkg");
+    assert_eq!(writer.transaction, Some(TransactionRef { id: 7, depth: 1 }));
+}
+
+#[test]
+fn writes_outside_watched_roots_keep_history_when_renamed_in() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.exec(10, b"/usr/bin/bash", 3, b"sh", false),
+            shell.write(20, b"/tmp/evil", 77, CREATE_EXCLUSIVE),
+            shell.write(30, b"/tmp/evil", 77, WRITE),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.stats().unwrap().file_events,
+        0,
+        "nothing outside roots on disk yet"
+    );
+    store
+        .apply(&[shell.rename(40, b"/tmp/evil", b"/usr/bin/ls", 77, Some(60))])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/ls"), Some(inode(77)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (20, EntryOp::File(FileOp::OpenWrite)),
+            (30, EntryOp::File(FileOp::OpenWrite)),
+            (40, EntryOp::File(FileOp::Rename))
+        ]
+    );
+    assert_eq!(history.entries[0].source, EntrySource::MemoryCache);
+    assert_eq!(history.entries[0].path.path.as_bytes(), b"/tmp/evil");
+    assert_eq!(history.entries[2].source, EntrySource::Recorded);
+    assert_eq!(history.start, HistoryStart::Created { time: 20 });
+    assert!(
+        history
+            .entries
+            .iter()
+            .all(|entry| entry.writer.transaction.is_none())
+    );
+    assert_eq!(history.replaced_files, vec![inode(60)]);
+}
+
+#[test]
+fn evicted_memory_cache_marks_history_incomplete() {
+    let dir = TempDir::new().unwrap();
+    let recorder = RecorderConfig {
+        memory_cache_entries: 2,
+        ..recorder()
+    };
+    let mut store = Store::open_for_boot(dir.path(), &recorder, BOOT).unwrap();
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/tmp/a", 1001, WRITE),
+            shell.write(11, b"/tmp/b", 1002, WRITE),
+            shell.write(12, b"/tmp/c", 1003, WRITE),
+            // /tmp/a's first write was evicted; this later one is all that is left.
+            shell.write(13, b"/tmp/a", 1001, WRITE),
+            shell.rename(14, b"/tmp/a", b"/usr/bin/a", 1001, None),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/a"), Some(inode(1001)))
+        .unwrap();
+    assert!(
+        history
+            .incomplete
+            .contains(&Incompleteness::PriorHistoryUnknown { time: 13 }),
+        "{:?}",
+        history.incomplete
+    );
+    assert!(!history.is_complete());
+}
+
+#[test]
+fn write_through_an_unwatched_hard_link_is_recorded() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/var/tmp/h")),
+                ..shell.file(10, FileOp::Link, b"/usr/bin/z", Some(70))
+            }),
+            shell.write(20, b"/var/tmp/h", 70, WRITE),
+        ])
+        .unwrap();
+    // Even after the daemon restarts, the inode stays watched.
+    drop(store);
+    let mut store = open(&dir);
+    store
+        .apply(&[shell.write(30, b"/var/tmp/h", 70, WRITE)])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/z"), Some(inode(70)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (10, EntryOp::File(FileOp::Link)),
+            (20, EntryOp::File(FileOp::OpenWrite)),
+            (30, EntryOp::File(FileOp::OpenWrite))
+        ]
+    );
+    assert_eq!(history.other_names, vec![ByteText(b"/var/tmp/h".to_vec())]);
+    assert!(store.stats().unwrap().memory_cache_inodes == 0);
+}
+
+#[test]
+fn unlinked_file_is_still_explained() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let rm = Proc::new(910, b"rm");
+    store
+        .apply(&[
+            rm.exec(10, b"/usr/bin/rm", 4, b"rm\0/etc/gone.conf", false),
+            Event::File(rm.file(20, FileOp::Unlink, b"/etc/gone.conf", None)),
+        ])
+        .unwrap();
+    // Nothing recorded the inode before: the unlink is kept by path.
+    let history = store
+        .file_history(Path::new("/etc/gone.conf"), None)
+        .unwrap();
+    assert_eq!(
+        ops(&history.path_events),
+        vec![(20, EntryOp::File(FileOp::Unlink))]
+    );
+
+    let writer = Proc::new(911, b"vi");
+    store
+        .apply(&[
+            writer.write(30, b"/etc/other.conf", 90, WRITE),
+            Event::File(writer.file(40, FileOp::Unlink, b"/etc/other.conf", None)),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/other.conf"), None)
+        .unwrap();
+    assert_eq!(
+        history.file,
+        Some(inode(90)),
+        "the deleted inode, from the names table"
+    );
+    assert!(history.recorded_deleted);
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (30, EntryOp::File(FileOp::OpenWrite)),
+            (40, EntryOp::File(FileOp::Unlink))
+        ]
+    );
+    let text = store
+        .explain(Path::new("/etc/other.conf"))
+        .unwrap()
+        .to_string();
+    assert!(text.contains("unlink"), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(text.contains("was last removed"), "{text}");
+}
+
+#[test]
+fn new_store_records_that_nothing_was_monitored_before() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let gaps = store.gaps_overlapping(0, now()).unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(gaps[0].kind, GapKind::MonitoringNotStarted);
+    assert_eq!(gaps[0].from, 0);
+}
+
+#[test]
+fn restart_without_clean_stop_leaves_a_gap_from_last_sign_of_life() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.heartbeat().unwrap();
+    let shell = Proc::new(900, b"sh");
+    let late = now() + 1_000_000_000;
+    store
+        .apply(&[shell.write(late, b"/etc/x", 5, WRITE)])
+        .unwrap();
+    drop(store); // a crash: no clean stop
+    let store = open(&dir);
+    let gaps = store.gaps_overlapping(1, u64::MAX).unwrap();
+    let down: Vec<_> = gaps
+        .iter()
+        .filter(|gap| gap.kind == GapKind::DaemonDown)
+        .collect();
+    assert_eq!(down.len(), 1, "{gaps:?}");
+    assert_eq!(down[0].from, late, "starts at the last stored event");
+    assert!(
+        down[0].detail.contains("without a clean stop"),
+        "{}",
+        down[0].detail
+    );
+}
+
+#[test]
+fn clean_stop_gap_starts_at_the_stop() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let before = now();
+    store.mark_clean_stop().unwrap();
+    drop(store);
+    let mut store = open(&dir);
+    let gaps = store.gaps_overlapping(1, u64::MAX).unwrap();
+    let down: Vec<_> = gaps
+        .iter()
+        .filter(|gap| gap.kind == GapKind::DaemonDown)
+        .collect();
+    assert_eq!(down.len(), 1, "{gaps:?}");
+    assert!(down[0].from >= before && down[0].to.unwrap() >= down[0].from);
+    assert!(down[0].detail.contains("stopped cleanly"));
+    let extended = now() + 5;
+    store.end_startup_gap(extended).unwrap();
+    let gaps = store.gaps_overlapping(extended, extended).unwrap();
+    assert!(gaps.iter().any(|gap| gap.id == down[0].id));
+}
+
+#[test]
+fn crash_keeps_committed_batches() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+    std::mem::forget(store); // not even a destructor: as if killed
+    let store = open(&dir);
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(42)))
+        .unwrap();
+    assert_eq!(history.entries.len(), 2);
+    let record = store
+        .transaction(&TransactionKey {
+            boot: BOOT.into(),
+            id: 7,
+        })
+        .unwrap()
+        .unwrap();
+    assert!(record.succeeded());
+}
+
+#[test]
+fn mark_trusted_truncates_history() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let editor = Proc::new(920, b"vi");
+    store
+        .apply(&[
+            editor.write(10, b"/etc/app.conf", 30, WRITE),
+            editor.write(20, b"/etc/app.conf", 30, WRITE),
+        ])
+        .unwrap();
+    let baseline = Baseline {
+        file: inode(30),
+        size: 12,
+        mtime_ns: 20,
+        ctime_ns: 20,
+        digest: "ab".repeat(32),
+        algorithm: "sha256".into(),
+        time: 25,
+    };
+    store
+        .mark_trusted(Path::new("/etc/app.conf"), baseline.clone())
+        .unwrap();
+    store
+        .apply(&[editor.write(30, b"/etc/app.conf", 30, WRITE)])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/app.conf"), Some(inode(30)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![(30, EntryOp::File(FileOp::OpenWrite))]
+    );
+    assert_eq!(history.start, HistoryStart::Trusted { time: 25 });
+    assert_eq!(history.earliest_relevant, 25);
+    assert_eq!(
+        store.baseline(Path::new("/etc/app.conf")).unwrap(),
+        Some(baseline)
+    );
+    assert_eq!(store.stats().unwrap().file_events, 1, "older rows deleted");
+}
+
+#[test]
+fn trusted_path_replaced_by_new_inode_keeps_its_early_writes() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let dpkg = dpkg();
+    store
+        .apply(&[dpkg.exec(5, b"/usr/bin/dpkg", 1, b"dpkg", true)])
+        .unwrap();
+    // The new inode is written before the old one is trusted, renamed in after.
+    store
+        .apply(&[dpkg.write(10, b"/usr/bin/t.dpkg-new", 43, CREATE_EXCLUSIVE)])
+        .unwrap();
+    let baseline = Baseline {
+        file: inode(41),
+        size: 1,
+        mtime_ns: 1,
+        ctime_ns: 1,
+        digest: "00".into(),
+        algorithm: "md5".into(),
+        time: 15,
+    };
+    store
+        .mark_trusted(Path::new("/usr/bin/t"), baseline)
+        .unwrap();
+    store
+        .apply(&[dpkg.rename(20, b"/usr/bin/t.dpkg-new", b"/usr/bin/t", 43, Some(41))])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/t"), Some(inode(43)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (10, EntryOp::File(FileOp::OpenWrite)),
+            (20, EntryOp::File(FileOp::Rename))
+        ]
+    );
+    assert_eq!(history.start, HistoryStart::Created { time: 10 });
+}
+
+#[test]
+fn unrecorded_inode_change_is_flagged() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(99)))
+        .unwrap();
+    assert!(
+        history
+            .incomplete
+            .contains(&Incompleteness::InodeNotRecorded {
+                recorded: Some(inode(42)),
+                current: inode(99)
+            })
+    );
+}
+
+#[test]
+fn unresolved_and_truncated_paths_may_concern_a_file() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    let mut relative = shell.file(10, FileOp::Truncate, b"bin/tool", None);
+    relative.path.origin = PathOrigin::UserUnresolved;
+    let mut truncated = shell.file(11, FileOp::OpenWrite, b"ool", None);
+    truncated.path.truncated = true;
+    let mut unrelated = shell.file(12, FileOp::OpenWrite, b"other", None);
+    unrelated.path.origin = PathOrigin::UserUnresolved;
+    store
+        .apply(&[
+            Event::File(relative),
+            Event::File(truncated),
+            Event::File(unrelated),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/tool"), None)
+        .unwrap();
+    assert_eq!(history.possibly_related.len(), 2);
+    assert!(
+        history
+            .incomplete
+            .contains(&Incompleteness::UnresolvedPaths { count: 2 })
+    );
+}
+
+#[test]
+fn preexisting_writer_is_attached_to_the_file() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store
+        .apply(&[Event::PreexistingWriter(PreexistingWriterEvent {
+            time: 10,
+            pid: 77,
+            comm: b"daemon".to_vec(),
+            path: kernel_path(b"/etc/held.conf"),
+            file: inode(12),
+        })])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/held.conf"), Some(inode(12)))
+        .unwrap();
+    assert_eq!(history.entries[0].op, EntryOp::PreexistingWriter);
+    assert!(
+        history
+            .incomplete
+            .contains(&Incompleteness::WriterPredatesMonitoring {
+                pid: 77,
+                comm: ByteText(b"daemon".to_vec())
+            })
+    );
+}
+
+#[test]
+fn io_uring_gap_is_open_until_the_process_exits() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let user = Proc::new(930, b"fio");
+    let event = Event::IoUring(IoUringEvent {
+        time: 1_000,
+        actor: user.actor(),
+        opcode: Some(18),
+    });
+    store
+        .apply(&[
+            user.exec(900, b"/usr/bin/fio", 8, b"fio", false),
+            event.clone(),
+            event,
+        ])
+        .unwrap();
+    let gaps: Vec<Gap> = store
+        .gaps_overlapping(5_000, 6_000)
+        .unwrap()
+        .into_iter()
+        .filter(|gap| gap.kind == GapKind::IoUring)
+        .collect();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!((gaps[0].from, gaps[0].to), (1_000, None));
+    assert!(
+        gaps[0].detail.contains("/usr/bin/fio"),
+        "{}",
+        gaps[0].detail
+    );
+    store.apply(&[user.exit(2_000, 0, false)]).unwrap();
+    let gaps = store.gaps_overlapping(1_500, 1_500).unwrap();
+    let io_uring: Vec<_> = gaps
+        .iter()
+        .filter(|gap| gap.kind == GapKind::IoUring)
+        .collect();
+    assert_eq!(io_uring[0].to, Some(2_000));
+    assert!(
+        store
+            .gaps_overlapping(5_000, 6_000)
+            .unwrap()
+            .iter()
+            .all(|gap| gap.kind != GapKind::IoUring)
+    );
+}
+
+#[test]
+fn lost_events_become_a_gap() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store
+        .apply(&[Event::Loss(LossEvent {
+            from: 100,
+            to: 200,
+            lost: vec![("file_open".into(), 3), ("exec".into(), 1)],
+        })])
+        .unwrap();
+    let gaps = store.gaps_overlapping(150, 150).unwrap();
+    let lost: Vec<_> = gaps
+        .iter()
+        .filter(|gap| gap.kind == GapKind::EventsLost)
+        .collect();
+    assert_eq!(lost.len(), 1);
+    assert!(
+        lost[0].detail.contains("4 records lost"),
+        "{}",
+        lost[0].detail
+    );
+}
+
+#[test]
+fn rename_exchange_records_both_inodes() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/etc/a", 1, WRITE),
+            shell.write(11, b"/etc/b", 2, WRITE),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/etc/b")),
+                replaced: Some(inode(2)),
+                ..shell.file(12, FileOp::RenameExchange, b"/etc/a", Some(1))
+            }),
+        ])
+        .unwrap();
+    let at_a = store
+        .file_history(Path::new("/etc/a"), Some(inode(2)))
+        .unwrap();
+    assert_eq!(
+        ops(&at_a.entries),
+        vec![
+            (11, EntryOp::File(FileOp::OpenWrite)),
+            (12, EntryOp::File(FileOp::RenameExchange))
+        ]
+    );
+    assert!(at_a.incomplete.is_empty(), "{:?}", at_a.incomplete);
+    let at_b = store
+        .file_history(Path::new("/etc/b"), Some(inode(1)))
+        .unwrap();
+    assert_eq!(at_b.recorded_file, Some(inode(1)));
+    assert_eq!(at_b.entries.len(), 2);
+}
+
+#[test]
+fn pending_requests_survive_reopen() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let request = PendingRequest {
+        alert: AlertRef {
+            source: AlertSource::Ossec,
+            alert_id: "1705314151.42".into(),
+            rule_id: "550".into(),
+            change: ChangeKind::Modified,
+            path: "/usr/bin/hello".into(),
+            program: "verify-file".into(),
+            sha256_after: None,
+            md5_after: None,
+        },
+        received: 10,
+        deadline: 20,
+        waiting_for: vec![TransactionKey {
+            boot: BOOT.into(),
+            id: 7,
+        }],
+    };
+    store.add_pending(&request).unwrap();
+    store.mark_clean_stop().unwrap();
+    drop(store);
+    let mut store = open(&dir);
+    assert_eq!(store.pending().unwrap(), vec![request]);
+    assert!(store.remove_pending("1705314151.42").unwrap());
+    assert!(!store.remove_pending("1705314151.42").unwrap());
+    assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn verdicts_keep_their_reasoning() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let verdict = VerdictRecord {
+        time: 50,
+        path: ByteText(b"/usr/bin/hello".to_vec()),
+        alert_id: Some("1.2".into()),
+        outcome: Outcome::Succeeded,
+        reason: "written by dpkg transaction 7, matches md5sums".into(),
+        reasoning: serde_json::json!({"writers": ["dpkg"], "gaps": []}),
+    };
+    store.record_verdict(&verdict).unwrap();
+    assert_eq!(
+        store.verdicts_for(Path::new("/usr/bin/hello"), 10).unwrap(),
+        vec![verdict]
+    );
+}
+
+#[test]
+fn hostile_bytes_in_paths_round_trip_and_print_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let hostile: &[u8] = b"/etc/evil\nname\xff\x1b[2J";
+    let shell = Proc::new(900, b"s\xffh\n");
+    store
+        .apply(&[shell.write(10, hostile, 66, CREATE_EXCLUSIVE)])
+        .unwrap();
+    let path = Path::new(std::ffi::OsStr::from_bytes(hostile));
+    let history = store.file_history(path, Some(inode(66))).unwrap();
+    assert_eq!(history.entries[0].path.path.as_bytes(), hostile);
+
+    let explanation = store.explain(path).unwrap();
+    let text = explanation.to_string();
+    assert!(text.contains("/etc/evil\\nname\\xff\\x1b[2J"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no raw escape sequences reach the terminal"
+    );
+    assert!(text.contains("s\\xffh\\n"), "{text}");
+    let json = serde_json::to_value(&explanation).unwrap();
+    let recovered = bytes::unescape(json["path"].as_str().unwrap()).unwrap();
+    assert_eq!(recovered, hostile);
+}
+
+#[test]
+fn read_only_store_sees_the_daemons_writes_and_cannot_write() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+    let mut reader = Store::open_read_only(dir.path()).unwrap();
+    let history = reader
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(42)))
+        .unwrap();
+    assert_eq!(history.entries.len(), 2);
+    assert!(matches!(reader.heartbeat(), Err(StoreError::ReadOnly)));
+    assert!(matches!(reader.apply(&[]), Err(StoreError::ReadOnly)));
+    // New writes become visible to the open reader.
+    let editor = Proc::new(920, b"vi");
+    store
+        .apply(&[editor.write(200, b"/usr/bin/hello", 42, WRITE)])
+        .unwrap();
+    let history = reader
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(42)))
+        .unwrap();
+    assert_eq!(history.entries.len(), 3);
+}
+
+#[test]
+fn read_only_open_of_missing_store_says_so() {
+    let dir = TempDir::new().unwrap();
+    assert!(matches!(
+        Store::open_read_only(dir.path()),
+        Err(StoreError::Missing { .. })
+    ));
+}
+
+#[test]
+fn database_is_private_and_versioned() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let mode = std::fs::metadata(store.database_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(schema::version(&store.connection).unwrap(), SCHEMA_VERSION);
+    let nested = dir.path().join("a/b");
+    let nested_store = Store::open_for_boot(&nested, &recorder(), BOOT).unwrap();
+    let dir_mode = std::fs::metadata(&nested).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    drop(nested_store);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    store
+        .connection
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(store);
+    assert!(matches!(
+        Store::open_for_boot(dir.path(), &recorder(), BOOT),
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+}
+
+#[test]
+fn explain_json_and_text_tell_the_dpkg_story() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+    let explanation = store.explain(Path::new("/usr/bin/hello")).unwrap();
+    assert_eq!(explanation.transactions.len(), 1);
+    let text = explanation.to_string();
+    for expected in [
+        "open_write",
+        "/usr/bin/hello.dpkg-new -> /usr/bin/hello",
+        "running /usr/bin/dpkg",
+        "transaction 7",
+        "dpkg\\x00-i\\x00hello.deb",
+        "exit code 0",
+        "/var/lib/dpkg/lock",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let json = serde_json::to_value(&explanation).unwrap();
+    assert_eq!(json["transactions"][0]["exit_status"], 0);
+    assert_eq!(json["history"]["entries"][1]["op"]["file"], "Rename");
+}
+
+#[test]
+fn store_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Store>();
+}
