@@ -1,0 +1,345 @@
+//! Alert mail through the real local MTA (postfix): sendmail and SMTP on 127.0.0.1:25, read back
+//! from root's mailbox. Each test mails `root+<unique marker>@localhost`, so postfix delivers to
+//! `/var/mail/root` and its `X-Original-To` header tells this run's mails apart from any other.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use verifier::{
+    alerting::mail::{MailAlert, MailError, Mailer, MailerOptions, local_hostname},
+    config::{MailConfig, MailTransport},
+};
+
+const MAILBOX: &str = "/var/mail/root";
+const DELIVERY_WAIT: Duration = Duration::from_secs(30);
+
+/// A marker unique to this test run and test.
+fn marker(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{test}{}x{nanos}", std::process::id())
+}
+
+fn ensure_postfix_running() {
+    let running = Command::new("postfix")
+        .arg("status")
+        .status()
+        .is_ok_and(|status| status.success());
+    if !running {
+        let started = Command::new("postfix").arg("start").status().unwrap();
+        assert!(started.success(), "postfix start failed");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn config(transport: MailTransport, recipient: &str, window_secs: u64) -> MailConfig {
+    MailConfig {
+        enabled: true,
+        transport,
+        from: None,
+        to: vec![recipient.to_owned()],
+        sendmail_path: PathBuf::from("/usr/sbin/sendmail"),
+        smtp_host: "127.0.0.1".to_owned(),
+        smtp_port: 25,
+        batch_window_secs: window_secs,
+    }
+}
+
+fn alert(marker: &str, index: usize) -> MailAlert {
+    MailAlert {
+        path: format!("/usr/bin/{marker}-file{index}"),
+        alert_id: format!("1705314211.{}", 443 + index),
+        rule_id: "100210".to_owned(),
+        reason: format!("written outside any package transaction ({index})"),
+        transaction: if index.is_multiple_of(2) {
+            Some(40 + index as u64)
+        } else {
+            None
+        },
+        writer: Some(format!("pid {} /usr/bin/vim", 1000 + index)),
+        time: SystemTime::now(),
+    }
+}
+
+/// One delivered message: its header block and its decoded body.
+#[derive(Debug)]
+struct Delivered {
+    headers: String,
+    body: String,
+}
+
+impl Delivered {
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim().to_owned())
+    }
+}
+
+/// Every message in root's mailbox that was addressed to `recipient`.
+fn delivered_to(recipient: &str) -> Vec<Delivered> {
+    let Ok(mbox) = std::fs::read_to_string(MAILBOX) else {
+        return Vec::new();
+    };
+    let wanted = format!("X-Original-To: {recipient}");
+    mbox.split("\nFrom ")
+        .filter(|message| message.lines().any(|line| line.trim_end() == wanted))
+        .map(|message| {
+            let (headers, body) = message.split_once("\n\n").unwrap_or((message, ""));
+            let quoted_printable = headers
+                .to_ascii_lowercase()
+                .contains("content-transfer-encoding: quoted-printable");
+            let body = if quoted_printable {
+                decode_quoted_printable(body)
+            } else {
+                body.to_owned()
+            };
+            Delivered {
+                headers: headers.to_owned(),
+                body,
+            }
+        })
+        .collect()
+}
+
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'='
+            && index + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&joined[index + 1..index + 3], 16)
+        {
+            out.push(byte);
+            index += 3;
+            continue;
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until `count` messages for `recipient` are in the mailbox, then returns them.
+fn wait_for_mail(recipient: &str, count: usize) -> Vec<Delivered> {
+    let start = Instant::now();
+    loop {
+        let found = delivered_to(recipient);
+        if found.len() >= count || start.elapsed() > DELIVERY_WAIT {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_lists_alerts(mail: &Delivered, marker: &str, indexes: std::ops::Range<usize>) {
+    for index in indexes {
+        let expected = alert(marker, index);
+        assert!(
+            mail.body.contains(&format!(". {}\n", expected.path)),
+            "path {} missing:\n{}",
+            expected.path,
+            mail.body
+        );
+        assert!(
+            mail.body
+                .contains(&format!("alert id:    {}", expected.alert_id))
+        );
+        assert!(
+            mail.body
+                .contains(&format!("reason:      {}", expected.reason))
+        );
+        assert!(
+            mail.body
+                .contains(&format!("written by:  pid {} /usr/bin/vim", 1000 + index))
+        );
+    }
+    assert!(mail.body.contains("rule id:     100210"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendmail_batches_a_window_of_alerts_into_one_mail() {
+    ensure_postfix_running();
+    let marker = marker("sendmailbatch");
+    let recipient = format!("root+{marker}@localhost");
+    let handle = Mailer::start(&config(MailTransport::Sendmail, &recipient, 2)).unwrap();
+    for index in 0..7 {
+        handle.alert(alert(&marker, index));
+    }
+    // The window ends two seconds after the first alert: the mail goes out without a flush.
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(mails.len(), 1, "expected exactly one mail for the window");
+    let mail = &mails[0];
+    let hostname = local_hostname();
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        format!("Verifier Notification - {hostname} - File Verification Alert (7 failed)")
+    );
+    assert_eq!(mail.header("From").unwrap(), format!("verifier@{hostname}"));
+    assert!(mail.body.contains(&format!(
+        "verifier on {hostname} could not explain 7 file changes"
+    )));
+    assert_lists_alerts(mail, &marker, 0..7);
+    assert!(mail.body.contains("transaction: 40\n"));
+    assert!(mail.body.contains("transaction: none\n"));
+
+    handle.flush_and_stop().await.unwrap();
+    // Stopping with nothing pending sends nothing more.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(delivered_to(&recipient).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_on_loopback_delivers_the_batch_on_stop() {
+    ensure_postfix_running();
+    let marker = marker("smtpstop");
+    let recipient = format!("root+{marker}@localhost");
+    // A window far longer than the test: only flush_and_stop sends the mail.
+    let handle = Mailer::start(&config(MailTransport::Smtp, &recipient, 3600)).unwrap();
+    for index in 0..4 {
+        handle.alert(alert(&marker, index));
+    }
+    handle.clone().flush_and_stop().await.unwrap();
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.queued, stats.mails_sent, stats.alerts_mailed),
+        (4, 1, 4)
+    );
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(mails.len(), 1);
+    let hostname = local_hostname();
+    assert_eq!(
+        mails[0].header("Subject").unwrap(),
+        format!("Verifier Notification - {hostname} - File Verification Alert (4 failed)")
+    );
+    assert_lists_alerts(&mails[0], &marker, 0..4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_sends_one_mail_per_window_and_flush_sends_early() {
+    ensure_postfix_running();
+    let marker = marker("smtpwindows");
+    let recipient = format!("root+{marker}@localhost");
+    let handle = Mailer::start(&config(MailTransport::Smtp, &recipient, 3600)).unwrap();
+    for index in 0..3 {
+        handle.alert(alert(&marker, index));
+    }
+    handle.flush();
+    let first = wait_for_mail(&recipient, 1);
+    assert_eq!(first.len(), 1);
+    assert_lists_alerts(&first[0], &marker, 0..3);
+    for index in 3..5 {
+        handle.alert(alert(&marker, index));
+    }
+    handle.flush_and_stop().await.unwrap();
+    let both = wait_for_mail(&recipient, 2);
+    assert_eq!(both.len(), 2);
+    let second = both
+        .iter()
+        .find(|mail| mail.body.contains(&alert(&marker, 3).path))
+        .unwrap();
+    assert!(second.header("Subject").unwrap().ends_with("(2 failed)"));
+    assert_lists_alerts(second, &marker, 3..5);
+    assert!(!second.body.contains(&alert(&marker, 0).path));
+}
+
+/// On a current-thread runtime the mailer task cannot run between these `alert` calls, so the
+/// bounded queue fills deterministically.
+#[tokio::test(flavor = "current_thread")]
+async fn overflow_is_counted_and_reported_in_the_next_mail() {
+    ensure_postfix_running();
+    let marker = marker("overflow");
+    let recipient = format!("root+{marker}@localhost");
+    let options = MailerOptions {
+        queue_capacity: 3,
+        ..MailerOptions::default()
+    };
+    let handle =
+        Mailer::start_with(&config(MailTransport::Sendmail, &recipient, 3600), options).unwrap();
+    for index in 0..10 {
+        handle.alert(alert(&marker, index));
+    }
+    let stats = handle.stats();
+    assert_eq!((stats.queued, stats.overflowed), (3, 7));
+    handle.flush_and_stop().await.unwrap();
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].header("Subject").unwrap().ends_with("(10 failed)"));
+    assert_lists_alerts(&mails[0], &marker, 0..3);
+    assert!(
+        mails[0]
+            .body
+            .contains("WARNING: 7 failed verdicts could not be queued for mail"),
+        "{}",
+        mails[0].body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_failure_is_retried_then_reported() {
+    // Nothing listens on port 1: every attempt is refused.
+    let mut config = config(MailTransport::Smtp, "root@localhost", 3600);
+    config.smtp_port = 1;
+    let options = MailerOptions {
+        max_attempts: 3,
+        first_retry_delay: Duration::from_millis(50),
+        ..MailerOptions::default()
+    };
+    let handle = Mailer::start_with(&config, options).unwrap();
+    handle.alert(alert("failure", 0));
+    let started = Instant::now();
+    let error = handle.clone().flush_and_stop().await.unwrap_err();
+    match &error {
+        MailError::Delivery(failure) => {
+            assert_eq!(failure.attempts, 3);
+            assert_eq!(failure.transport, "smtp");
+        }
+        other => panic!("expected a delivery failure, got {other}"),
+    }
+    // Two pauses: 50 ms then 100 ms.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let stats = handle.stats();
+    assert_eq!((stats.mails_sent, stats.mails_failed), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_sendmail_is_a_delivery_failure() {
+    let mut config = config(MailTransport::Sendmail, "root@localhost", 3600);
+    config.sendmail_path = PathBuf::from("/nonexistent/sendmail");
+    let options = MailerOptions {
+        max_attempts: 2,
+        first_retry_delay: Duration::from_millis(10),
+        ..MailerOptions::default()
+    };
+    let handle = Mailer::start_with(&config, options).unwrap();
+    handle.alert(alert("nosendmail", 0));
+    let error = handle.flush_and_stop().await.unwrap_err();
+    assert!(
+        matches!(error, MailError::Delivery(ref failure) if failure.attempts == 2),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn disabled_mail_ignores_alerts() {
+    let handle = Mailer::start(&MailConfig::default()).unwrap();
+    assert!(!handle.is_enabled());
+    handle.alert(alert("disabled", 0));
+    assert_eq!(handle.stats().queued, 0);
+    handle.flush_and_stop().await.unwrap();
+}
+
+#[test]
+fn starting_outside_a_runtime_is_an_error() {
+    let result = Mailer::start(&config(MailTransport::Sendmail, "root@localhost", 1));
+    assert!(matches!(result, Err(MailError::NoRuntime)));
+}
