@@ -1,5 +1,6 @@
 //! Batched alert mail: failed verdicts queue up in a tokio task and leave as one mail per time
-//! window (`mail.batch_window_secs`, counted from the first alert of a batch) or per explicit
+//! window (`mail.batch_window_secs`, at least one second, counted from the first alert of a
+//! batch) or per explicit
 //! [`MailerHandle::flush`] (e.g. when a package transaction's deferred verdicts are all decided),
 //! never one mail per file.
 //!
@@ -32,6 +33,9 @@ use crate::config::MailConfig;
 use compose::Batch;
 pub use deliver::DeliveryFailure;
 use deliver::Transport;
+
+/// Shortest batching window: a window of 0 would mean one mail per file.
+const MIN_WINDOW: Duration = Duration::from_secs(1);
 
 /// One failed verdict, as the mail reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +170,7 @@ impl Mailer {
         });
         let task = MailTask {
             transport: Transport::from_config(config, &hostname, &options),
-            window: Duration::from_secs(config.batch_window_secs),
+            window: Duration::from_secs(config.batch_window_secs).max(MIN_WINDOW),
             hostname,
             from,
             to,
