@@ -507,6 +507,20 @@ fn wazuh_without_the_ar_log_localfile_gets_one() {
 }
 
 #[test]
+fn ossec_that_already_reads_the_ar_log_gets_no_second_localfile() {
+    let installation = Installation::new(ArFlavor::Ossec);
+    let conf = STOCK_WAZUH_CONF.replace("/var/ossec", &installation.dir().display().to_string());
+    fs::write(installation.dir().join("etc/ossec.conf"), conf).unwrap();
+    let report = install(&installation.plan(false)).unwrap();
+    assert_conf_block(
+        &report.ossec_conf.text,
+        ArFlavor::Ossec,
+        &installation.dir(),
+        false,
+    );
+}
+
+#[test]
 fn existing_different_config_is_kept() {
     let installation = Installation::new(ArFlavor::Ossec);
     fs::create_dir_all(installation.config_path().parent().unwrap()).unwrap();
