@@ -3,8 +3,10 @@
 //! `/var/mail/root` and its `X-Original-To` header tells this run's mails apart from any other.
 
 use std::{
-    path::PathBuf,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
     process::Command,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -342,4 +344,136 @@ async fn disabled_mail_ignores_alerts() {
 fn starting_outside_a_runtime_is_an_error() {
     let result = Mailer::start(&config(MailTransport::Sendmail, "root@localhost", 1));
     assert!(matches!(result, Err(MailError::NoRuntime)));
+}
+
+/// A sendmail that fails its first `failures` runs (counted in a file beside it) and then hands
+/// the mail to the real /usr/sbin/sendmail.
+fn flaky_sendmail(dir: &Path, failures: u32) -> PathBuf {
+    let script = dir.join("flaky-sendmail");
+    let counter = dir.join("runs");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nruns=$(cat '{counter}' 2>/dev/null || echo 0)\nruns=$((runs + 1))\necho $runs > '{counter}'\nif [ $runs -le {failures} ]; then cat >/dev/null; echo 'flaky-sendmail: refusing run' $runs >&2; exit 75; fi\nexec /usr/sbin/sendmail \"$@\"\n",
+            counter = counter.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_retried_and_the_mail_arrives() {
+    ensure_postfix_running();
+    let temp = tempfile::tempdir().unwrap();
+    let marker = marker("retry");
+    let recipient = format!("root+{marker}@localhost");
+    let mut config = config(MailTransport::Sendmail, &recipient, 3600);
+    config.sendmail_path = flaky_sendmail(temp.path(), 2);
+    let options = MailerOptions {
+        max_attempts: 3,
+        first_retry_delay: Duration::from_millis(50),
+        ..MailerOptions::default()
+    };
+    let handle = Mailer::start_with(&config, options).unwrap();
+    handle.alert(alert(&marker, 0));
+    handle.clone().flush_and_stop().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(temp.path().join("runs"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(mails.len(), 1);
+    assert_lists_alerts(&mails[0], &marker, 0..1);
+    assert_eq!(handle.stats().mails_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_mail_is_reported_in_the_next_one() {
+    ensure_postfix_running();
+    let temp = tempfile::tempdir().unwrap();
+    let marker = marker("lost");
+    let recipient = format!("root+{marker}@localhost");
+    let mut config = config(MailTransport::Sendmail, &recipient, 3600);
+    config.sendmail_path = flaky_sendmail(temp.path(), 1);
+    let options = MailerOptions {
+        max_attempts: 1,
+        ..MailerOptions::default()
+    };
+    let handle = Mailer::start_with(&config, options).unwrap();
+    for index in 0..3 {
+        handle.alert(alert(&marker, index));
+    }
+    handle.flush();
+    // The first mail fails its only attempt; wait until the mailer has given it up.
+    let start = Instant::now();
+    while handle.stats().mails_failed == 0 {
+        assert!(
+            start.elapsed() < DELIVERY_WAIT,
+            "the first mail was never given up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.alert(alert(&marker, 3));
+    handle.clone().flush_and_stop().await.unwrap();
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(mails.len(), 1);
+    assert_lists_alerts(&mails[0], &marker, 3..4);
+    assert!(
+        mails[0].body.contains(
+            "WARNING: an earlier alert mail listing 3 failed verdicts could not be delivered"
+        ),
+        "{}",
+        mails[0].body
+    );
+    let stats = handle.stats();
+    assert_eq!((stats.mails_failed, stats.mails_sent), (1, 1));
+}
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// On a current-thread runtime the mailer task runs on this thread, under this thread's
+/// subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn delivery_failures_are_logged_at_error_level() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::ERROR)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut config = config(MailTransport::Smtp, "root@localhost", 3600);
+    config.smtp_port = 1;
+    let options = MailerOptions {
+        max_attempts: 2,
+        first_retry_delay: Duration::from_millis(10),
+        ..MailerOptions::default()
+    };
+    let handle = Mailer::start_with(&config, options).unwrap();
+    handle.alert(alert("logged", 0));
+    assert!(handle.flush_and_stop().await.is_err());
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let failures = text
+        .lines()
+        .filter(|line| line.contains("ERROR") && line.contains("alert mail delivery failed"))
+        .count();
+    assert_eq!(failures, 2, "{text}");
+    assert!(text.contains("alert mail given up"), "{text}");
 }

@@ -18,6 +18,7 @@ use std::{
 use crate::config::{ArFlavor, Config};
 
 const OSSEC_CONF_BLOCK: &str = include_str!("../../../packaging/ossec/ossec.conf.xml");
+const OSSEC_LOCALFILE: &str = include_str!("../../../packaging/ossec/localfile.xml");
 const OSSEC_RULES_BLOCK: &str = include_str!("../../../packaging/ossec/local_rules.xml");
 const WAZUH_CONF_BLOCK: &str = include_str!("../../../packaging/wazuh/ossec.conf.xml");
 const WAZUH_LOCALFILE: &str = include_str!("../../../packaging/wazuh/localfile.xml");
@@ -122,17 +123,17 @@ pub struct Kit {
 }
 
 /// Builds the kit for `flavor` installed at `dir`. `read_ar_log` says whether ossec.conf already
-/// reads `active-responses.log` (Wazuh's default); OSSEC always gets the `<localfile>`.
+/// reads `active-responses.log` (Wazuh's default), so the block adds no second `<localfile>`.
 pub fn kit(flavor: ArFlavor, dir: &Path, socket_group: Option<&str>, read_ar_log: bool) -> Kit {
     let dir_text = dir.display().to_string();
-    let (conf, rules) = match flavor {
-        ArFlavor::Ossec => (OSSEC_CONF_BLOCK.to_owned(), OSSEC_RULES_BLOCK),
-        ArFlavor::Wazuh => {
-            let localfile = if read_ar_log { "" } else { WAZUH_LOCALFILE };
-            let conf = WAZUH_CONF_BLOCK.replace("  <!-- @LOCALFILE@ -->\n", localfile);
-            (conf, WAZUH_RULES_BLOCK)
-        }
+    let (conf, localfile, rules) = match flavor {
+        ArFlavor::Ossec => (OSSEC_CONF_BLOCK, OSSEC_LOCALFILE, OSSEC_RULES_BLOCK),
+        ArFlavor::Wazuh => (WAZUH_CONF_BLOCK, WAZUH_LOCALFILE, WAZUH_RULES_BLOCK),
     };
+    let conf = conf.replace(
+        "  <!-- @LOCALFILE@ -->\n",
+        if read_ar_log { "" } else { localfile },
+    );
     Kit {
         ossec_conf_block: conf.replace("@DIR@", &xml_escape(&dir_text)),
         rules_block: rules.to_owned(),

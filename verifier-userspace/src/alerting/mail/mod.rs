@@ -1,5 +1,6 @@
 //! Batched alert mail: failed verdicts queue up in a tokio task and leave as one mail per time
-//! window (`mail.batch_window_secs`, counted from the first alert of a batch) or per explicit
+//! window (`mail.batch_window_secs`, at least one second, counted from the first alert of a
+//! batch) or per explicit
 //! [`MailerHandle::flush`] (e.g. when a package transaction's deferred verdicts are all decided),
 //! never one mail per file.
 //!
@@ -28,10 +29,16 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::config::MailConfig;
+use crate::{
+    config::MailConfig,
+    protocol::{AlertRef, Verdict},
+};
 use compose::Batch;
 pub use deliver::DeliveryFailure;
 use deliver::Transport;
+
+/// Shortest batching window: a window of 0 would mean one mail per file.
+const MIN_WINDOW: Duration = Duration::from_secs(1);
 
 /// One failed verdict, as the mail reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,26 @@ pub struct MailAlert {
     pub writer: Option<String>,
     /// When the verdict was decided.
     pub time: SystemTime,
+}
+
+impl MailAlert {
+    /// The mail entry for a verdict on `alert`, decided now.
+    pub fn from_verdict(
+        alert: &AlertRef,
+        verdict: &Verdict,
+        transaction: Option<u64>,
+        writer: Option<String>,
+    ) -> Self {
+        Self {
+            path: alert.path.clone(),
+            alert_id: alert.alert_id.clone(),
+            rule_id: alert.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            transaction,
+            writer,
+            time: SystemTime::now(),
+        }
+    }
 }
 
 /// A problem starting the mailer or delivering its last mail.
@@ -166,7 +193,7 @@ impl Mailer {
         });
         let task = MailTask {
             transport: Transport::from_config(config, &hostname, &options),
-            window: Duration::from_secs(config.batch_window_secs),
+            window: Duration::from_secs(config.batch_window_secs).max(MIN_WINDOW),
             hostname,
             from,
             to,
@@ -438,4 +465,36 @@ pub fn local_hostname() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{AlertSource, ChangeKind, Outcome};
+
+    #[test]
+    fn mail_alert_from_verdict_keeps_alert_and_reason() {
+        let alert = AlertRef {
+            source: AlertSource::Ossec,
+            alert_id: "1705314211.443".into(),
+            rule_id: "100210".into(),
+            change: ChangeKind::Modified,
+            path: "/etc/default/grub".into(),
+            program: "/var/ossec/active-response/bin/verify-file".into(),
+            sha256_after: None,
+            md5_after: None,
+        };
+        let verdict = Verdict {
+            outcome: Outcome::Failed,
+            reason: "written by pid 77 outside any package transaction".into(),
+            logged: true,
+        };
+        let mail =
+            MailAlert::from_verdict(&alert, &verdict, None, Some("pid 77 /usr/bin/vi".into()));
+        assert_eq!(mail.path, "/etc/default/grub");
+        assert_eq!(mail.alert_id, "1705314211.443");
+        assert_eq!(mail.rule_id, "100210");
+        assert_eq!(mail.reason, verdict.reason);
+        assert_eq!(mail.writer.as_deref(), Some("pid 77 /usr/bin/vi"));
+    }
 }
