@@ -8,10 +8,18 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{FileState, PackageEvidence};
+use super::{
+    BaselineEvidence, FileState, PackageEvidence, TransactionEnd, TransactionEvidence,
+    WriteEvidence,
+};
 use crate::{
     config::Config,
+    events::FileOp,
     packages::{FileKind, PathVerification},
+    store::{
+        Baseline, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, TransactionKey,
+        TransactionRecord, format_time,
+    },
 };
 
 /// Checks an alerted path and names it as the kernel does: absolute, no `.`/`..`, no NUL, and with
@@ -141,6 +149,157 @@ pub fn package_evidence(verification: &PathVerification) -> PackageEvidence {
         unsettled_state,
         is_conffile: verification.conffile(),
         mismatches,
+    }
+}
+
+/// The writers and completeness of a file's history, with each writer's transaction looked up by
+/// `transaction`. Returns (writes oldest first, reasons the history may be incomplete).
+pub fn provenance_evidence(
+    path: &Path,
+    history: &FileHistory,
+    mut transaction: impl FnMut(&TransactionKey) -> Option<TransactionRecord>,
+) -> (Vec<WriteEvidence>, Vec<String>) {
+    let mut incomplete: Vec<String> = history
+        .incomplete
+        .iter()
+        .map(describe_incompleteness)
+        .collect();
+    let mut entries: Vec<&HistoryEntry> =
+        history.entries.iter().chain(&history.path_events).collect();
+    entries.sort_by_key(|entry| entry.time);
+    let mut writes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let key = entry.writer.transaction_key();
+        let record = key.as_ref().and_then(&mut transaction);
+        if let (Some(key), None) = (&key, &record) {
+            incomplete.push(format!(
+                "transaction {} of pid {} is not recorded (it began before monitoring)",
+                key.id, entry.writer.pid
+            ));
+        }
+        writes.push(write_evidence(path, entry, record));
+    }
+    if !history.possibly_related.is_empty() {
+        incomplete.push(format!(
+            "{} operation(s) with truncated or unresolvable paths may concern this file",
+            history.possibly_related.len()
+        ));
+    }
+    if !writes.is_empty() && history.start == HistoryStart::Unknown && history.baseline.is_none() {
+        incomplete.push(
+            "the file existed before monitoring and was never trusted: earlier changes are unknown"
+                .into(),
+        );
+    }
+    (writes, incomplete)
+}
+
+fn write_evidence(
+    path: &Path,
+    entry: &HistoryEntry,
+    record: Option<TransactionRecord>,
+) -> WriteEvidence {
+    let writer = &entry.writer;
+    let exe = writer.exe.as_ref().map_or_else(
+        || format!("unknown executable, comm {}", writer.comm),
+        ToString::to_string,
+    );
+    let names_path = entry.path.path.as_bytes() == path.as_os_str().as_encoded_bytes();
+    let removed_path = names_path
+        && matches!(
+            entry.op,
+            crate::store::EntryOp::File(FileOp::Unlink | FileOp::Rename)
+        );
+    WriteEvidence {
+        time: format_time(entry.time),
+        operation: describe_operation(entry),
+        pid: writer.pid,
+        exe,
+        comm: writer.comm.to_string(),
+        uid: writer.uid,
+        depth: writer.transaction.map_or(0, |t| t.depth),
+        transaction: record.map(transaction_evidence),
+        removed_path,
+    }
+}
+
+fn describe_operation(entry: &HistoryEntry) -> String {
+    let mut text = format!("{} {}", entry.op.as_str(), entry.path.path);
+    if let Some(target) = &entry.target {
+        text.push_str(&format!(" -> {}", target.path));
+    }
+    text
+}
+
+/// A transaction record as the decision engine needs it.
+pub fn transaction_evidence(record: TransactionRecord) -> TransactionEvidence {
+    let command_line = String::from_utf8_lossy(record.cmdline.as_bytes())
+        .split('\0')
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    TransactionEvidence {
+        id: record.key.id,
+        root_pid: record.root_pid,
+        root_exe: record.exe.to_string(),
+        command_line,
+        ended: record.ended.map(|time| TransactionEnd {
+            time: format_time(time),
+            // An ended root without a status cannot have succeeded.
+            exit_status: record.exit_status.unwrap_or(-1),
+        }),
+        held_database_lock: record.package_lock.is_some(),
+    }
+}
+
+fn describe_incompleteness(incompleteness: &Incompleteness) -> String {
+    match incompleteness {
+        Incompleteness::InodeNotRecorded { recorded, current } => format!(
+            "the file now is inode {}:{}, but the recorder last saw {}: a change was not recorded",
+            current.dev,
+            current.ino,
+            recorded.map_or_else(
+                || "no inode".to_owned(),
+                |r| format!("inode {}:{}", r.dev, r.ino)
+            )
+        ),
+        Incompleteness::UnresolvedPaths { count } => {
+            format!("{count} operation(s) with unresolved paths may concern this file")
+        }
+        Incompleteness::WriterPredatesMonitoring { pid, comm } => {
+            format!("pid {pid} ({comm}) had the file open for write before monitoring started")
+        }
+        Incompleteness::PriorHistoryUnknown { time } => format!(
+            "the file arrived from outside the watched roots at {} without a known history",
+            format_time(*time)
+        ),
+    }
+}
+
+/// A gap as one line.
+pub fn describe_gap(gap: &Gap) -> String {
+    let to = gap
+        .to
+        .map_or_else(|| "now (still open)".to_owned(), format_time);
+    format!(
+        "{} from {} to {to}: {}",
+        gap.kind.as_str(),
+        format_time(gap.from),
+        gap.detail
+    )
+}
+
+/// The trusted baseline, in the engine's terms.
+pub fn baseline_evidence(baseline: &Baseline) -> BaselineEvidence {
+    BaselineEvidence {
+        trusted_at: format_time(baseline.time),
+        state: FileState {
+            dev: baseline.file.dev,
+            ino: baseline.file.ino,
+            size: baseline.size,
+            mtime_ns: i128::from(baseline.mtime_ns),
+            ctime_ns: i128::from(baseline.ctime_ns),
+        },
     }
 }
 

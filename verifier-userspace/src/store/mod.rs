@@ -34,7 +34,11 @@ use std::{
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use self::{
-    bytes::ByteText, explain::Explanation, model::*, roots::PackageLocks, schema::SCHEMA_VERSION,
+    bytes::ByteText,
+    explain::{Explanation, format_time},
+    model::*,
+    roots::PackageLocks,
+    schema::SCHEMA_VERSION,
 };
 use self::{
     cache::MemoryCache,
