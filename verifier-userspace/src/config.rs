@@ -159,6 +159,9 @@ pub struct PolicyConfig {
     pub self_critical_paths: Vec<PathBuf>,
     /// How long a request waits for a running transaction to end before it is decided (failing).
     pub deferred_verdict_timeout_secs: u64,
+    /// On first start, verify every installed package file under the watched roots and record it
+    /// as trusted, so the first syscheck scan (a 554 for every file) is answered from that baseline.
+    pub enroll: bool,
 }
 
 impl Default for PolicyConfig {
@@ -171,6 +174,7 @@ impl Default for PolicyConfig {
             accept_managed_conffiles: false,
             self_critical_paths: Vec::new(),
             deferred_verdict_timeout_secs: 3600,
+            enroll: true,
         }
     }
 }

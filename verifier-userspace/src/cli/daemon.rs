@@ -1,8 +1,11 @@
 //! `verifier daemon`: load the configuration and run the daemon until SIGINT/SIGTERM.
 use std::{path::Path, process::ExitCode};
 
-pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config)?;
-    crate::daemon::run(config)?;
+use crate::config::Config;
+
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (path, explicit) = Config::resolve_path(config_path);
+    let config = Config::load(&path, explicit)?;
+    crate::daemon::run(config, path.exists().then_some(path))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -129,7 +129,7 @@ impl Default for MailerOptions {
 }
 
 /// Counters of what the mailer did, for `verifier status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MailStats {
     /// Alerts accepted into the queue.
     pub queued: u64,

@@ -1,0 +1,225 @@
+//! Feeds the provenance store from the recorder, one SQLite transaction per batch, and keeps track
+//! of how far the evidence is stored ("applied through"): a verdict waits until every event from
+//! before its alert is in the store. When a package transaction ends, the package index is
+//! refreshed and the verdicts waiting for that transaction are decided.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use super::{Daemon, verdicts};
+use crate::{
+    events::{Event, WallNanos},
+    intake::{EventStream, wall_clock_now},
+    store::{GapKind, NewGap},
+};
+
+/// Most events applied in one store transaction.
+const BATCH: usize = 8192;
+/// The window over which the event rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How far the intake has come; shared with verdicts and status.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    applied_through: AtomicU64,
+    changed: Notify,
+    events_applied: AtomicU64,
+    failed_batches: AtomicU64,
+    rate: Mutex<Rate>,
+}
+
+#[derive(Debug)]
+struct Rate {
+    window_start: Instant,
+    window_events: u64,
+    per_second: f64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            applied_through: AtomicU64::new(0),
+            changed: Notify::new(),
+            events_applied: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            rate: Mutex::new(Rate {
+                window_start: Instant::now(),
+                window_events: 0,
+                per_second: 0.0,
+            }),
+        }
+    }
+}
+
+impl Progress {
+    /// Waits until every event recorded before `time` is in the store; false on timeout.
+    pub(crate) async fn wait_until_applied(&self, time: WallNanos, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if self.applied_through.load(Ordering::Acquire) >= time {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.applied_through.load(Ordering::Acquire) >= time;
+            }
+        }
+    }
+
+    fn mark_applied_through(&self, time: WallNanos) {
+        self.applied_through.fetch_max(time, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    fn count(&self, events: usize) {
+        let events = events as u64;
+        let total = self.events_applied.fetch_add(events, Ordering::Relaxed) + events;
+        let mut rate = self
+            .rate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let elapsed = rate.window_start.elapsed();
+        if elapsed >= RATE_WINDOW {
+            rate.per_second = (total - rate.window_events) as f64 / elapsed.as_secs_f64();
+            rate.window_start = Instant::now();
+            rate.window_events = total;
+        }
+    }
+
+    pub(crate) fn events_applied(&self) -> u64 {
+        self.events_applied.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failed_batches(&self) -> u64 {
+        self.failed_batches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn events_per_second(&self) -> f64 {
+        self.rate.lock().map_or(0.0, |rate| rate.per_second)
+    }
+
+    pub(crate) fn applied_through(&self) -> WallNanos {
+        self.applied_through.load(Ordering::Acquire)
+    }
+}
+
+/// Runs until the ring buffer cannot be read any more (then records an open gap).
+pub(crate) async fn run(daemon: Arc<Daemon>, mut events: EventStream) {
+    loop {
+        let drained_at = wall_clock_now();
+        let mut batch = events.try_next_batch(BATCH);
+        if batch.is_empty() {
+            daemon.intake.mark_applied_through(drained_at);
+            match events.next().await {
+                Some(event) => batch.push(event),
+                None => break,
+            }
+            batch.extend(events.try_next_batch(BATCH - 1));
+        }
+        apply(&daemon, &batch).await;
+    }
+    error!("the recorder's event stream ended: no further evidence is recorded");
+    record_gap(
+        &daemon,
+        wall_clock_now(),
+        None,
+        GapKind::Other,
+        "the recorder's event stream ended while the daemon ran".into(),
+    );
+}
+
+async fn apply(daemon: &Arc<Daemon>, batch: &[Event]) {
+    let result = tokio::task::block_in_place(|| daemon.lock_store().apply(batch));
+    daemon.intake.count(batch.len());
+    if let Err(error) = result {
+        daemon.intake.failed_batches.fetch_add(1, Ordering::Relaxed);
+        let (from, to) = time_span(batch);
+        error!(%error, events = batch.len(), "events could not be stored; recording a gap");
+        record_gap(
+            daemon,
+            from,
+            Some(to),
+            GapKind::StoreFailure,
+            format!("{} events could not be stored: {error}", batch.len()),
+        );
+    }
+    let ended = ended_transactions(batch);
+    if !ended.is_empty() {
+        info!(transactions = ?ended, "package transactions ended");
+        refresh_index(daemon);
+        tokio::spawn(verdicts::transactions_ended(Arc::clone(daemon), ended));
+    }
+}
+
+/// The package databases changed: re-read what changed.
+fn refresh_index(daemon: &Daemon) {
+    tokio::task::block_in_place(|| {
+        let mut index = daemon
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match index.refresh() {
+            Ok(problems) => {
+                for problem in problems {
+                    warn!(%problem, "package database problem after refresh");
+                }
+            }
+            Err(error) => error!(%error, "package index refresh failed; answers may be stale"),
+        }
+    });
+}
+
+fn ended_transactions(batch: &[Event]) -> Vec<u64> {
+    batch
+        .iter()
+        .filter_map(|event| match event {
+            Event::Exit(exit) if exit.ends_transaction => exit.actor.transaction.map(|t| t.id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn time_span(batch: &[Event]) -> (WallNanos, WallNanos) {
+    let times = batch.iter().map(event_time);
+    let from = times.clone().min().unwrap_or_else(wall_clock_now);
+    let to = times.max().unwrap_or_else(wall_clock_now);
+    (from, to)
+}
+
+fn event_time(event: &Event) -> WallNanos {
+    match event {
+        Event::Exec(e) => e.time,
+        Event::Fork(e) => e.time,
+        Event::Exit(e) => e.time,
+        Event::File(e) => e.time,
+        Event::IoUring(e) => e.time,
+        Event::PreexistingWriter(e) => e.time,
+        Event::Loss(e) => e.to,
+    }
+}
+
+fn record_gap(
+    daemon: &Daemon,
+    from: WallNanos,
+    to: Option<WallNanos>,
+    kind: GapKind,
+    detail: String,
+) {
+    let gap = NewGap {
+        from,
+        to,
+        kind,
+        detail,
+    };
+    if let Err(error) = tokio::task::block_in_place(|| daemon.lock_store().record_gap(&gap)) {
+        error!(%error, ?gap, "cannot record a gap in the evidence");
+    }
+}
