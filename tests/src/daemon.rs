@@ -92,6 +92,12 @@ impl TestDaemon {
         child.wait().expect("wait for daemon")
     }
 
+    /// Starts the daemon again after [`TestDaemon::stop`], with the same state.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running");
+        self.spawn();
+    }
+
     /// Stops and starts the daemon again with the same state.
     pub fn restart(&mut self) {
         let status = self.stop();

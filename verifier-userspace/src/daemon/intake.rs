@@ -111,21 +111,32 @@ impl Progress {
     }
 }
 
-/// Runs until the ring buffer cannot be read any more (then records an open gap).
-pub(crate) async fn run(daemon: Arc<Daemon>, mut events: EventStream) {
-    loop {
-        let drained_at = wall_clock_now();
-        let mut batch = events.try_next_batch(BATCH);
-        if batch.is_empty() {
-            daemon.intake.mark_applied_through(drained_at);
-            match events.next().await {
-                Some(event) => batch.push(event),
-                None => break,
-            }
-            batch.extend(events.try_next_batch(BATCH - 1));
+/// Batches read from the ring buffer, waiting to be stored.
+const QUEUED_CHUNKS: usize = 256;
+
+/// Events read from the ring buffer. `drained_at`: the reader found the ring buffer empty at that
+/// instant, so every event recorded before it is in this chunk or an earlier one.
+struct Chunk {
+    events: Vec<Event>,
+    drained_at: Option<WallNanos>,
+}
+
+/// Runs until the ring buffer cannot be read any more (then records an open gap). Reading and
+/// storing are separate tasks, so neither SQLite nor an index refresh ever holds up the ring
+/// buffer; if storing falls far behind, the queue fills, the kernel counts lost records and
+/// they become a gap.
+pub(crate) async fn run(daemon: Arc<Daemon>, events: EventStream) {
+    let (chunks, mut queued) = tokio::sync::mpsc::channel(QUEUED_CHUNKS);
+    let reader = tokio::spawn(read_ring(events, chunks));
+    while let Some(chunk) = queued.recv().await {
+        if !chunk.events.is_empty() {
+            apply(&daemon, &chunk.events).await;
         }
-        apply(&daemon, &batch).await;
+        if let Some(time) = chunk.drained_at {
+            daemon.intake.mark_applied_through(time);
+        }
     }
+    let _ = reader.await;
     error!("the recorder's event stream ended: no further evidence is recorded");
     record_gap(
         &daemon,
@@ -134,6 +145,40 @@ pub(crate) async fn run(daemon: Arc<Daemon>, mut events: EventStream) {
         GapKind::Other,
         "the recorder's event stream ended while the daemon ran".into(),
     );
+}
+
+async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Chunk>) {
+    loop {
+        let drained_at = wall_clock_now();
+        let batch = events.try_next_batch(BATCH);
+        let chunk = if batch.is_empty() {
+            Chunk {
+                events: Vec::new(),
+                drained_at: Some(drained_at),
+            }
+        } else {
+            Chunk {
+                events: batch,
+                drained_at: None,
+            }
+        };
+        let idle = chunk.drained_at.is_some();
+        if chunks.send(chunk).await.is_err() {
+            return;
+        }
+        if idle {
+            let Some(first) = events.next().await else { return };
+            let mut batch = vec![first];
+            batch.extend(events.try_next_batch(BATCH - 1));
+            let chunk = Chunk {
+                events: batch,
+                drained_at: None,
+            };
+            if chunks.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 async fn apply(daemon: &Arc<Daemon>, batch: &[Event]) {

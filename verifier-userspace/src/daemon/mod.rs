@@ -93,8 +93,8 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         config,
     });
     let intake_task = tokio::spawn(intake::run(Arc::clone(&daemon), events));
-    tokio::spawn(heartbeat(Arc::clone(&daemon), shutdown.clone()));
-    tokio::spawn(verdicts::decide_overdue(
+    let heartbeat_task = tokio::spawn(heartbeat(Arc::clone(&daemon), shutdown.clone()));
+    let overdue_task = tokio::spawn(verdicts::decide_overdue(
         Arc::clone(&daemon),
         shutdown.clone(),
     ));
@@ -118,6 +118,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     );
     server.serve(Arc::clone(&daemon), shutdown).await;
     intake_task.abort();
+    for task in [intake_task, heartbeat_task, overdue_task] {
+        // Each ends on the shutdown flag (the intake by abort); a panic was already logged.
+        let _ = task.await;
+    }
     stop(daemon).await;
     Ok(())
 }

@@ -28,8 +28,6 @@ use crate::{
     store::{Baseline, PendingRequest, TransactionKey, VerdictRecord, current_boot_id},
 };
 
-/// Longest wait for the intake to store the events from before an alert.
-const INTAKE_WAIT: Duration = Duration::from_secs(3);
 
 /// A decision and what it was made from.
 struct Decided {
@@ -44,9 +42,19 @@ impl Daemon {
     /// Decides on one alert and concludes it (logs, stores, mails or defers).
     pub(crate) async fn verify(&self, alert: AlertRef) -> Verdict {
         let received = wall_clock_now();
-        let caught_up = self.intake.wait_until_applied(received, INTAKE_WAIT).await;
+        let caught_up = self
+            .intake
+            .wait_until_applied(received, self.intake_wait())
+            .await;
         let decided = tokio::task::block_in_place(|| self.decide_alert(&alert, caught_up));
         self.conclude(&alert, decided, received)
+    }
+
+    /// Longest wait for the intake to store the events from before an alert (and to refresh the
+    /// package index after transactions that ended before it): half the request deadline, leaving
+    /// the other half for the decision itself.
+    fn intake_wait(&self) -> Duration {
+        self.config.active_response.request_timeout() / 2
     }
 
     /// Gathers the evidence and runs the decision engine.
@@ -359,7 +367,7 @@ fn pending(daemon: &Daemon) -> Vec<PendingRequest> {
 async fn redecide(daemon: &Arc<Daemon>, request: PendingRequest, overdue: bool) {
     let caught_up = daemon
         .intake
-        .wait_until_applied(wall_clock_now(), INTAKE_WAIT)
+        .wait_until_applied(wall_clock_now(), daemon.intake_wait())
         .await;
     let mut decided =
         tokio::task::block_in_place(|| daemon.decide_alert(&request.alert, caught_up));

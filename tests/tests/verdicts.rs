@@ -1,0 +1,144 @@
+//! End to end: the real daemon with its kernel programs, real dpkg transactions on throwaway
+//! packages, and the real `verify-file` shim run exactly as OSSEC's execd runs it (argv plus a
+//! block in alerts.log). Each verdict is read back from the AR log.
+
+use std::{fs, io::Write as _};
+
+use tests::{
+    daemon::TestDaemon,
+    debs::{self, Deb, Installed},
+    ossec::{AlertsLog, SyscheckEvent, WrittenAlert, run_shim},
+    require_root, unique, workspace_binary,
+};
+
+/// Enrollment hashes every package file; these tests do not need it.
+const NO_ENROLL: &str = "[policy]\nenroll = false\n";
+
+/// Runs the shim for `alert` and returns the AR log line it produced (the daemon writes it).
+fn verdict_line(daemon: &TestDaemon, alert: &WrittenAlert) -> String {
+    let before = daemon.ar_log_text().lines().count();
+    let output = run_shim(&workspace_binary("verify-file"), &daemon.config, alert);
+    let lines: Vec<String> = daemon.ar_log_text().lines().map(str::to_owned).collect();
+    let new: Vec<&String> = lines.iter().skip(before).collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "expected one AR log line for {}, got {new:?}\nshim stderr: {}\ndaemon log:\n{}",
+        alert.path,
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log_text()
+    );
+    new[0].clone()
+}
+
+fn assert_verdict(line: &str, status: &str, reason: &str) {
+    assert!(
+        line.contains(&format!(" {status} - - ")),
+        "expected {status}: {line}"
+    );
+    assert!(line.contains(reason), "expected reason {reason:?}: {line}");
+}
+
+/// The main story: a genuine dpkg upgrade is accepted; tampering afterwards, a conffile under /etc,
+/// a file changed by hand in /usr/local/bin, and a removal are each decided with the right reason.
+#[test]
+fn dpkg_upgrade_accepted_and_everything_else_alerts() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-e2e");
+    let tool = format!("/usr/bin/{name}");
+    let conf = format!("/etc/{name}.conf");
+    let v1 = Deb::new(&name, "1.0")
+        .file(&tool, "#!/bin/sh\necho v1\n", 0o755)
+        .conffile(&conf, "setting = 1\n")
+        .build(work.path());
+    let v2 = Deb::new(&name, "2.0")
+        .file(&tool, "#!/bin/sh\necho v2\n", 0o755)
+        .conffile(&conf, "setting = 2\n")
+        .build(work.path());
+    let _installed = Installed(name.clone());
+    debs::install(&v1, &[]);
+
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    debs::install(&v2, &["--force-confnew"]);
+
+    let upgraded = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(&upgraded, "succeeded", "written only by package transaction");
+
+    let conffile = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &conf));
+    assert_verdict(&conffile, "failed", "always alert");
+
+    // An ordinary process appends to the upgraded binary: right package, wrong writer.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&tool)
+        .unwrap()
+        .write_all(b"# tampered\n")
+        .unwrap();
+    let tampered = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(&tampered, "failed", "outside any package transaction");
+
+    let local = format!("/usr/local/bin/{name}");
+    fs::write(&local, "#!/bin/sh\n").unwrap();
+    let by_hand = verdict_line(&daemon, &alerts.append(SyscheckEvent::Added, &local));
+    fs::remove_file(&local).unwrap();
+    assert_verdict(&by_hand, "failed", &name);
+
+    debs::purge(&name);
+    let removed = verdict_line(&daemon, &alerts.append(SyscheckEvent::Deleted, &tool));
+    assert_verdict(&removed, "succeeded", "no installed package owns it any more");
+
+    let explain = daemon.cli(&["explain", &tool]);
+    let story = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "explain failed: {story}");
+    assert!(story.contains("dpkg"), "explain does not name dpkg:\n{story}");
+}
+
+/// The daemon not running is a failure the shim logs itself: never a silent success.
+#[test]
+fn shim_fails_loudly_when_daemon_is_down() {
+    require_root();
+    let mut daemon = TestDaemon::start(NO_ENROLL);
+    let status = daemon.stop();
+    assert!(status.success(), "daemon exit {status}:\n{}", daemon.log_text());
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    let alert = alerts.append(SyscheckEvent::Changed, "/usr/bin/true");
+    let line = verdict_line(&daemon, &alert);
+    assert_verdict(&line, "failed", "");
+}
+
+/// A change made while the daemon was stopped is not explained by anything: it alerts with the gap
+/// as reason, even though the writer was dpkg and the file matches its package.
+#[test]
+fn change_while_daemon_stopped_alerts() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-gap");
+    let tool = format!("/usr/bin/{name}");
+    let v1 = Deb::new(&name, "1.0").file(&tool, "v1\n", 0o755).build(work.path());
+    let v2 = Deb::new(&name, "2.0").file(&tool, "v2\n", 0o755).build(work.path());
+    let _installed = Installed(name.clone());
+    debs::install(&v1, &[]);
+    let mut daemon = TestDaemon::start(NO_ENROLL);
+    let status = daemon.stop();
+    assert!(status.success());
+    debs::install(&v2, &[]);
+    daemon.start_again();
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    let line = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(&line, "failed", "no complete evidence");
+}
+
+/// `verifier status` answers with the attached programs while the daemon runs.
+#[test]
+fn status_reports_attached_programs() {
+    require_root();
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let output = daemon.cli(&["status", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let programs = status["recorder"]["programs_attached"].as_array().unwrap();
+    assert!(programs.len() >= 5, "{status:#}");
+}
