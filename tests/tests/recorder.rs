@@ -146,6 +146,9 @@ fn show(f: &FileEvent) -> String {
     )
 }
 
+/// (operation, path, how the path was obtained, second path).
+type Expected = (FileOp, Vec<u8>, PathOrigin, Option<Vec<u8>>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_operations_are_reported_with_actor_paths_and_identity() {
     let mut recorder = load(16 << 20);
@@ -163,7 +166,7 @@ async fn file_operations_are_reported_with_actor_paths_and_identity() {
     let files = file_events(&events, pid);
     let seen: Vec<String> = files.iter().map(|f| show(f)).collect();
     let p = |name: &str| bytes(&dir.join(name));
-    let expected: Vec<(FileOp, Vec<u8>, PathOrigin, Option<Vec<u8>>)> = vec![
+    let expected: Vec<Expected> = vec![
         (FileOp::OpenWrite, p("a.txt"), PathOrigin::Kernel, None),
         (FileOp::Truncate, p("a.txt"), PathOrigin::Kernel, None),
         (FileOp::Chmod, p("a.txt"), PathOrigin::Kernel, None),
