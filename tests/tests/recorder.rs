@@ -287,6 +287,35 @@ async fn relative_dirfd_and_odd_paths_are_resolved_and_marked() {
     assert!(recorder.counters().expect("counters").per_program["sys_exit"].path_truncated >= 2);
 }
 
+/// 32-bit code uses other syscall numbers and registers (ia32 through `int 0x80`).
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ia32_syscalls_are_translated_and_reported() {
+    let mut recorder = load(16 << 20);
+    let mut stream = recorder.take_events().expect("event stream");
+    let dir = TempDir::new("compat");
+    let (pid, events) = run_actor(&mut stream, "compat", &dir.0).await;
+    let files = file_events(&events, pid);
+    let seen: Vec<String> = files.iter().map(|f| show(f)).collect();
+    let (a, b) = (
+        bytes(&dir.join("compat.txt")),
+        bytes(&dir.join("compat2.txt")),
+    );
+    assert_eq!(files.len(), 3, "{seen:#?}");
+    assert_eq!(
+        (files[0].op, &files[0].path.bytes),
+        (FileOp::OpenWrite, &a),
+        "{seen:#?}"
+    );
+    assert_eq!(files[0].file, Some(file_id(&dir.join("compat2.txt"))));
+    assert_eq!(
+        (files[1].op, &files[1].path.bytes, files[1].flags),
+        (FileOp::Chmod, &a, 0o600)
+    );
+    assert_eq!((files[2].op, &files[2].path.bytes), (FileOp::Rename, &a));
+    assert_eq!(files[2].target.as_ref().map(|t| &t.bytes), Some(&b));
+}
+
 fn stat_id(path: &str) -> FileId {
     file_id(Path::new(path))
 }

@@ -105,6 +105,61 @@ fn relative(dir: &Path) {
     }
 }
 
+/// One ia32 syscall through `int 0x80` (what 32-bit programs do), from this 64-bit process.
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+    let ret: u32;
+    // SAFETY: an ia32 syscall; rbx (reserved by LLVM) is swapped in and restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {a:r}, rbx",
+            "int 0x80",
+            "xchg {a:r}, rbx",
+            a = inout(reg) a as u64 => _,
+            inlateout("eax") nr => ret,
+            in("ecx") b,
+            in("edx") c,
+        );
+    }
+    ret as i32
+}
+
+/// ia32 open(O_CREAT|O_WRONLY), chmod and rename of files in `dir`; path strings live below 4 GiB
+/// so the 32-bit ABI can pass them.
+#[cfg(target_arch = "x86_64")]
+fn compat(dir: &Path) {
+    // SAFETY: anonymous mapping below 4 GiB, checked.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    assert!(page != libc::MAP_FAILED, "mmap MAP_32BIT");
+    let put = |at: usize, name: &str| -> u32 {
+        let path = dir.join(name);
+        let bytes = path.as_os_str().as_bytes();
+        // SAFETY: inside the 8 KiB mapping (test paths are short), NUL-terminated.
+        unsafe {
+            let dst = page.cast::<u8>().add(at);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            *dst.add(bytes.len()) = 0;
+            dst as usize as u32
+        }
+    };
+    let (a, b) = (put(0, "compat.txt"), put(4096, "compat2.txt"));
+    let fd = int80(5, a, (libc::O_CREAT | libc::O_WRONLY) as u32, 0o644);
+    assert!(fd >= 0, "ia32 open: {fd}");
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    assert_eq!(int80(15, a, 0o600, 0), 0, "ia32 chmod");
+    assert_eq!(int80(38, a, b, 0), 0, "ia32 rename");
+}
+
 /// Creates an io_uring (io_uring_setup(2)) and closes it.
 fn io_uring() {
     let mut params = [0u8; 120];
@@ -175,6 +230,8 @@ fn main() {
         "fileops" => file_ops(dir),
         "relative" => relative(dir),
         "iouring" => io_uring(),
+        #[cfg(target_arch = "x86_64")]
+        "compat" => compat(dir),
         "comm" => renamed_comm(dir),
         "write" => write_file(dir),
         "hold" => hold(dir),

@@ -249,6 +249,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         task_comm: f("task_struct", "comm")?,
         file_mode: f("file", "f_mode")?,
         inode_mode: f("inode", "i_mode")?,
+        task_thread_info: f("task_struct", "thread_info")?,
+        thread_info_status: f("thread_info", "status")?,
+        regs_bx: f("pt_regs", "bx")?,
+        regs_cx: f("pt_regs", "cx")?,
+        regs_bp: f("pt_regs", "bp")?,
     })
 }
 
