@@ -561,6 +561,31 @@ async fn io_uring_use_is_reported() {
         })
         .expect("io_uring use reported");
     assert_eq!(uring.opcode, None, "ring creation has no opcode");
+
+    // A file created through the ring: the syscall hooks cannot see it, the io_uring hook does.
+    let (pid, events) = run_actor(&mut stream, "iouring-open", &dir.0).await;
+    let opcodes: Vec<Option<u8>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IoUring(u) if u.actor.pid == pid => Some(u.opcode),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        opcodes.contains(&None),
+        "ring creation reported: {opcodes:?}"
+    );
+    assert!(
+        opcodes.contains(&Some(18)),
+        "IORING_OP_OPENAT reported: {opcodes:?}"
+    );
+    let uring_file = bytes(&dir.join("uring.txt"));
+    assert!(
+        file_events(&events, pid)
+            .iter()
+            .all(|f| f.path.bytes != uring_file),
+        "io_uring opens bypass the syscall hooks (if this changes, update the design notes)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,6 +172,77 @@ fn io_uring() {
     unsafe { libc::close(fd as libc::c_int) };
 }
 
+/// Opens (creates) `dir/uring.txt` through an io_uring IORING_OP_OPENAT request: the raw ring
+/// protocol (setup, two mmaps, one SQE, io_uring_enter), no library.
+fn io_uring_open(dir: &Path) {
+    const IORING_OFF_SQES: i64 = 0x1000_0000;
+    const IORING_OP_OPENAT: u8 = 18;
+    let mut params = [0u32; 30];
+    // SAFETY: params is a zeroed struct io_uring_params (120 bytes).
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) } as i32;
+    assert!(
+        fd >= 0,
+        "io_uring_setup: {}",
+        std::io::Error::last_os_error()
+    );
+    let sq_entries = params[0] as usize;
+    // struct io_sqring_offsets starts at byte 40: head, tail, ring_mask, ring_entries, flags,
+    // dropped, array.
+    let (tail_off, mask_off, array_off) = (
+        params[11] as usize,
+        params[12] as usize,
+        params[16] as usize,
+    );
+    let map = |len: usize, offset: i64| {
+        // SAFETY: mapping the ring fd as the kernel documents; checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        assert!(
+            ptr != libc::MAP_FAILED,
+            "mmap ring: {}",
+            std::io::Error::last_os_error()
+        );
+        ptr.cast::<u8>()
+    };
+    let ring = map(array_off + sq_entries * 4, 0);
+    let sqes = map(sq_entries * 64, IORING_OFF_SQES);
+    let path = c(dir.join("uring.txt").as_os_str().as_bytes());
+    // SAFETY: writes inside the mapped SQE array and SQ ring, at the offsets the kernel gave.
+    unsafe {
+        std::ptr::write_bytes(sqes, 0, 64);
+        *sqes = IORING_OP_OPENAT;
+        *sqes.add(4).cast::<i32>() = libc::AT_FDCWD;
+        *sqes.add(16).cast::<u64>() = path.as_ptr() as u64;
+        *sqes.add(24).cast::<u32>() = 0o644;
+        *sqes.add(28).cast::<u32>() = (libc::O_CREAT | libc::O_WRONLY) as u32;
+        let mask = *ring.add(mask_off).cast::<u32>();
+        let tail = &*ring.add(tail_off).cast::<std::sync::atomic::AtomicU32>();
+        let at = tail.load(std::sync::atomic::Ordering::Acquire);
+        *ring.add(array_off).cast::<u32>().add((at & mask) as usize) = 0;
+        tail.store(at + 1, std::sync::atomic::Ordering::Release);
+        let submitted = libc::syscall(libc::SYS_io_uring_enter, fd, 1, 1, 1u32, 0usize, 0usize);
+        assert_eq!(
+            submitted,
+            1,
+            "io_uring_enter: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+    assert!(
+        dir.join("uring.txt").exists(),
+        "io_uring openat created the file"
+    );
+}
+
 /// Renames its comm to "dpkg", then writes a file.
 fn renamed_comm(dir: &Path) {
     // SAFETY: a NUL-terminated name.
@@ -230,6 +301,7 @@ fn main() {
         "fileops" => file_ops(dir),
         "relative" => relative(dir),
         "iouring" => io_uring(),
+        "iouring-open" => io_uring_open(dir),
         #[cfg(target_arch = "x86_64")]
         "compat" => compat(dir),
         "comm" => renamed_comm(dir),

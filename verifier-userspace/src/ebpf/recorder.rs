@@ -18,7 +18,7 @@ use super::{
     preexisting,
 };
 use crate::{
-    config::RecorderConfig,
+    config::{Backend, RecorderConfig},
     events::{FileId, PreexistingWriterEvent},
     intake::EventStream,
 };
@@ -57,6 +57,8 @@ pub enum RecorderError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("recorder backend {0:?} is not built yet; use \"tracepoint\" or \"auto\"")]
+    UnsupportedBackend(Backend),
     #[error("scanning open files: {0}")]
     Scan(#[from] std::io::Error),
 }
@@ -130,6 +132,10 @@ impl Recorder {
     /// Loads the embedded object with this kernel's layout and attaches every program.
     pub fn load(config: &RecorderConfig) -> Result<Recorder, RecorderError> {
         let started = Instant::now();
+        match config.backend {
+            Backend::Auto | Backend::Tracepoint => {}
+            other => return Err(RecorderError::UnsupportedBackend(other)),
+        }
         let ring_bytes = config.ring_buffer_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < page_size() {
             return Err(RecorderError::RingBufferSize(ring_bytes));
@@ -146,6 +152,7 @@ impl Recorder {
             .map_err(|e| RecorderError::Load(Box::new(aya::EbpfError::BtfError(e))))?;
         let mut attached = Vec::new();
         for (id, hook) in PROGRAMS {
+            let program_started = Instant::now();
             let name = id.name();
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -158,7 +165,12 @@ impl Recorder {
             program
                 .attach()
                 .map_err(|source| program_error(name, source))?;
-            debug!(program = name, hook, "attached");
+            debug!(
+                program = name,
+                hook,
+                elapsed_ms = program_started.elapsed().as_millis() as u64,
+                "loaded and attached"
+            );
             attached.push(ProgramInfo {
                 name,
                 program_type: "tracing (tp_btf)",
