@@ -43,6 +43,11 @@ impl Drop for TempDir {
 }
 
 fn load(ring_buffer_bytes: u32) -> Recorder {
+    // RUST_LOG=verifier=debug shows per-program load times and intake warnings.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let config = RecorderConfig {
         ring_buffer_bytes,
         ..RecorderConfig::default()
@@ -740,4 +745,12 @@ async fn throughput_is_measured() {
         recorder.counters().expect("counters").lost()
     );
     assert!(ours >= 40_000 * 9 / 10, "only {ours} of 40000 events");
+}
+
+/// Keeps a recorder loaded for manual inspection (`bpftool prog show`): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "manual inspection aid"]
+async fn hold_loaded_for_inspection() {
+    let _recorder = load(16 << 20);
+    tokio::time::sleep(Duration::from_secs(20)).await;
 }

@@ -14,7 +14,7 @@ use crate::{
     emit::{Count, count, current_task, fill_header, submit},
     kernel::{file_of_fd, off, offsets_ready, read_u32, read_u64},
     maps::{PATH_SCRATCH, RECORD_SCRATCH, SYSCALL_STASH},
-    path::{AT_FDCWD, Built, at_path, copy_into, file_path, verbatim},
+    path::{AT_FDCWD, Built, Request, assemble, at_request, copy_into, verbatim_request},
 };
 
 mod nr {
@@ -413,23 +413,30 @@ fn plan(stash: &SyscallStash) -> Option<Plan> {
     })
 }
 
+/// What to assemble for one path of the record (no walk yet: see `path::assemble`).
+#[inline(always)]
+fn request(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Request {
+    match source {
+        Source::None => Request::NONE,
+        Source::At { dirfd, user } => at_request(scratch, task, dirfd, user),
+        Source::Fd(fd) => match file_of_fd(task, fd) {
+            Some(file) => Request::open_file(file),
+            None => Request::NONE,
+        },
+        Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
+            Some(file) => Request::open_file(file),
+            None if user != 0 => at_request(scratch, task, dirfd, user),
+            None => Request::NONE,
+        },
+        Source::Verbatim(user) => verbatim_request(scratch, user),
+    }
+}
+
 /// Assembles one path in the scratch.
 #[inline(always)]
 fn build(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Built {
-    match source {
-        Source::None => Built::NONE,
-        Source::At { dirfd, user } => at_path(scratch, task, dirfd, user),
-        Source::Fd(fd) => match file_of_fd(task, fd) {
-            Some(file) => file_path(scratch, file),
-            None => Built::NONE,
-        },
-        Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
-            Some(file) => file_path(scratch, file),
-            None if user != 0 => at_path(scratch, task, dirfd, user),
-            None => Built::NONE,
-        },
-        Source::Verbatim(user) => verbatim(scratch, user),
-    }
+    let request = request(scratch, task, source, ret);
+    assemble(scratch, &request)
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`.

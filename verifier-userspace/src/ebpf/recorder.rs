@@ -151,9 +151,16 @@ impl Recorder {
         let kernel_btf = aya::Btf::from_sys_fs()
             .map_err(|e| RecorderError::Load(Box::new(aya::EbpfError::BtfError(e))))?;
         let mut attached = Vec::new();
+        let io_uring = kernel_layout::has_io_uring(&btf);
+        if !io_uring {
+            info!("kernel without io_uring: io_uring programs not attached");
+        }
         for (id, hook) in PROGRAMS {
             let program_started = Instant::now();
             let name = id.name();
+            if matches!(id, ProgramId::IoUringCreate | ProgramId::IoUringSubmit) && !io_uring {
+                continue;
+            }
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or(RecorderError::MissingProgram(name))?
