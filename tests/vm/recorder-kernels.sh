@@ -3,7 +3,8 @@
 # to prove the kernel object is portable: the struct layouts come from each kernel's own BTF.
 #
 # Usage: tests/vm/recorder-kernels.sh [cache-dir]   (as root; see /work/shared/docs/vm-testing.md)
-# Kernels: the Debian 6.12 and 6.1 cloud images, downloaded (not installed) into the cache.
+# Kernels: the Debian 6.12 and 6.1 cloud images (METAS: their metapackages), downloaded (not
+# installed) into the cache.
 # Prints one `VMTEST <kernel> RC=<rc>` line per kernel; exits non-zero if any failed.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ TESTS="file_operations relative_dirfd ia32_syscalls io_uring_use files_open_for_
 mkdir -p "$CACHE"
 
 kernel_packages() {
-    for meta in linux-image-6.12-cloud-amd64 linux-image-cloud-amd64; do
+    for meta in ${METAS:-linux-image-6.12-cloud-amd64 linux-image-cloud-amd64}; do
         apt-cache depends "$meta" | awk '/Depends: linux-image-/ {print $2; exit}'
     done
 }

@@ -166,9 +166,7 @@ impl Recorder {
                 .ok_or(RecorderError::MissingProgram(name))?
                 .try_into()
                 .map_err(|source| program_error(name, source))?;
-            program
-                .load(hook, &kernel_btf)
-                .map_err(|source| program_error(name, source))?;
+            let hook = load_tracepoint(program, name, hook, &kernel_btf)?;
             program
                 .attach()
                 .map_err(|source| program_error(name, source))?;
@@ -339,6 +337,32 @@ pub(crate) fn read_counters(
         counters.per_program.insert(id.name(), sum);
     }
     Ok(counters)
+}
+
+/// Tracepoints renamed across kernel versions: (current name, older name with the same arguments).
+const RENAMED_TRACEPOINTS: [(&str, &str); 1] = [
+    // io_uring_submit_sqe(struct io_kiocb *req) became io_uring_submit_req in 6.4.
+    ("io_uring_submit_req", "io_uring_submit_sqe"),
+];
+
+/// Loads a tp_btf program for `hook`, or for its older name; returns the hook it was loaded for.
+fn load_tracepoint(
+    program: &mut BtfTracePoint,
+    name: &'static str,
+    hook: &'static str,
+    btf: &aya::Btf,
+) -> Result<&'static str, RecorderError> {
+    let error = match program.load(hook, btf) {
+        Ok(()) => return Ok(hook),
+        Err(error) => error,
+    };
+    for (current, older) in RENAMED_TRACEPOINTS {
+        if current == hook && program.load(older, btf).is_ok() {
+            info!(program = name, hook = older, "attaching to the older tracepoint name");
+            return Ok(older);
+        }
+    }
+    Err(program_error(name, error))
 }
 
 fn load_iterator(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), RecorderError> {
