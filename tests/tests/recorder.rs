@@ -720,7 +720,7 @@ fn count_our_links() -> usize {
 
 /// Events per second the recorder delivers while a process creates and removes files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throughput_is_measured() {
+async fn a_burst_of_file_events_is_delivered() {
     let mut recorder = load(16 << 20);
     let mut stream = recorder.take_events().expect("event stream");
     let dir = TempDir::new("rate");
