@@ -121,6 +121,8 @@ pub struct Recorder {
     events_taken: bool,
     /// The `iter/task_file` program loaded (else the /proc scan is used).
     iterator_ready: bool,
+    /// When loading began: the first loss window starts here.
+    loaded_at: crate::events::WallNanos,
 }
 
 /// Whether the kernel accepts tracing programs through BTF (`tp_btf`), the backend built here.
@@ -132,6 +134,7 @@ impl Recorder {
     /// Loads the embedded object with this kernel's layout and attaches every program.
     pub fn load(config: &RecorderConfig) -> Result<Recorder, RecorderError> {
         let started = Instant::now();
+        let loaded_at = crate::intake::wall_clock_now();
         match config.backend {
             Backend::Auto | Backend::Tracepoint => {}
             other => return Err(RecorderError::UnsupportedBackend(other)),
@@ -217,6 +220,7 @@ impl Recorder {
             package_managers,
             events_taken: false,
             iterator_ready,
+            loaded_at,
         })
     }
 
@@ -267,7 +271,7 @@ impl Recorder {
         let counters = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(counters_data))
             .map_err(map_error(COUNTERS_MAP))?;
         self.events_taken = true;
-        EventStream::new(ring, counters).map_err(RecorderError::Scan)
+        EventStream::new(ring, counters, self.loaded_at).map_err(RecorderError::Scan)
     }
 
     /// Files open for write right now (before events could report their opening): from the
@@ -358,7 +362,11 @@ fn load_tracepoint(
     };
     for (current, older) in RENAMED_TRACEPOINTS {
         if current == hook && program.load(older, btf).is_ok() {
-            info!(program = name, hook = older, "attaching to the older tracepoint name");
+            info!(
+                program = name,
+                hook = older,
+                "attaching to the older tracepoint name"
+            );
             return Ok(older);
         }
     }
