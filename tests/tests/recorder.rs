@@ -43,6 +43,11 @@ impl Drop for TempDir {
 }
 
 fn load(ring_buffer_bytes: u32) -> Recorder {
+    // RUST_LOG=verifier=debug shows per-program load times and intake warnings.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let config = RecorderConfig {
         ring_buffer_bytes,
         ..RecorderConfig::default()
@@ -146,6 +151,9 @@ fn show(f: &FileEvent) -> String {
     )
 }
 
+/// (operation, path, how the path was obtained, second path).
+type Expected = (FileOp, Vec<u8>, PathOrigin, Option<Vec<u8>>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_operations_are_reported_with_actor_paths_and_identity() {
     let mut recorder = load(16 << 20);
@@ -163,7 +171,7 @@ async fn file_operations_are_reported_with_actor_paths_and_identity() {
     let files = file_events(&events, pid);
     let seen: Vec<String> = files.iter().map(|f| show(f)).collect();
     let p = |name: &str| bytes(&dir.join(name));
-    let expected: Vec<(FileOp, Vec<u8>, PathOrigin, Option<Vec<u8>>)> = vec![
+    let expected: Vec<Expected> = vec![
         (FileOp::OpenWrite, p("a.txt"), PathOrigin::Kernel, None),
         (FileOp::Truncate, p("a.txt"), PathOrigin::Kernel, None),
         (FileOp::Chmod, p("a.txt"), PathOrigin::Kernel, None),
@@ -282,6 +290,35 @@ async fn relative_dirfd_and_odd_paths_are_resolved_and_marked() {
     let short: Vec<_> = files.iter().filter(|f| f.path.bytes.len() < 1000).collect();
     assert!(short.iter().all(|f| !f.path.truncated));
     assert!(recorder.counters().expect("counters").per_program["sys_exit"].path_truncated >= 2);
+}
+
+/// 32-bit code uses other syscall numbers and registers (ia32 through `int 0x80`).
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ia32_syscalls_are_translated_and_reported() {
+    let mut recorder = load(16 << 20);
+    let mut stream = recorder.take_events().expect("event stream");
+    let dir = TempDir::new("compat");
+    let (pid, events) = run_actor(&mut stream, "compat", &dir.0).await;
+    let files = file_events(&events, pid);
+    let seen: Vec<String> = files.iter().map(|f| show(f)).collect();
+    let (a, b) = (
+        bytes(&dir.join("compat.txt")),
+        bytes(&dir.join("compat2.txt")),
+    );
+    assert_eq!(files.len(), 3, "{seen:#?}");
+    assert_eq!(
+        (files[0].op, &files[0].path.bytes),
+        (FileOp::OpenWrite, &a),
+        "{seen:#?}"
+    );
+    assert_eq!(files[0].file, Some(file_id(&dir.join("compat2.txt"))));
+    assert_eq!(
+        (files[1].op, &files[1].path.bytes, files[1].flags),
+        (FileOp::Chmod, &a, 0o600)
+    );
+    assert_eq!((files[2].op, &files[2].path.bytes), (FileOp::Rename, &a));
+    assert_eq!(files[2].target.as_ref().map(|t| &t.bytes), Some(&b));
 }
 
 fn stat_id(path: &str) -> FileId {
@@ -529,6 +566,31 @@ async fn io_uring_use_is_reported() {
         })
         .expect("io_uring use reported");
     assert_eq!(uring.opcode, None, "ring creation has no opcode");
+
+    // A file created through the ring: the syscall hooks cannot see it, the io_uring hook does.
+    let (pid, events) = run_actor(&mut stream, "iouring-open", &dir.0).await;
+    let opcodes: Vec<Option<u8>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IoUring(u) if u.actor.pid == pid => Some(u.opcode),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        opcodes.contains(&None),
+        "ring creation reported: {opcodes:?}"
+    );
+    assert!(
+        opcodes.contains(&Some(18)),
+        "IORING_OP_OPENAT reported: {opcodes:?}"
+    );
+    let uring_file = bytes(&dir.join("uring.txt"));
+    assert!(
+        file_events(&events, pid)
+            .iter()
+            .all(|f| f.path.bytes != uring_file),
+        "io_uring opens bypass the syscall hooks (if this changes, update the design notes)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -658,7 +720,7 @@ fn count_our_links() -> usize {
 
 /// Events per second the recorder delivers while a process creates and removes files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throughput_is_measured() {
+async fn a_burst_of_file_events_is_delivered() {
     let mut recorder = load(16 << 20);
     let mut stream = recorder.take_events().expect("event stream");
     let dir = TempDir::new("rate");
@@ -683,4 +745,12 @@ async fn throughput_is_measured() {
         recorder.counters().expect("counters").lost()
     );
     assert!(ours >= 40_000 * 9 / 10, "only {ours} of 40000 events");
+}
+
+/// Keeps a recorder loaded for manual inspection (`bpftool prog show`): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "manual inspection aid"]
+async fn hold_loaded_for_inspection() {
+    let _recorder = load(16 << 20);
+    tokio::time::sleep(Duration::from_secs(20)).await;
 }

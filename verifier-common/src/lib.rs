@@ -262,8 +262,10 @@ pub struct TxnState {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct SyscallStash {
+    /// The x86_64 number (ia32 numbers are translated at entry).
     pub syscall: u32,
-    pub _pad: u32,
+    /// 1: entered as an ia32 (compat) syscall.
+    pub compat: u32,
     /// Open flags read at entry (openat2's `open_how` lives in user memory).
     pub open_flags: u64,
     pub args: [u64; 6],

@@ -56,6 +56,11 @@ pub struct KernelOffsets {
     pub task_comm: u32,
     pub file_mode: u32,
     pub inode_mode: u32,
+    pub task_thread_info: u32,
+    pub thread_info_status: u32,
+    pub regs_bx: u32,
+    pub regs_cx: u32,
+    pub regs_bp: u32,
 }
 
 impl KernelOffsets {
@@ -109,5 +114,10 @@ impl KernelOffsets {
         task_comm: 0,
         file_mode: 0,
         inode_mode: 0,
+        task_thread_info: 0,
+        thread_info_status: 0,
+        regs_bx: 0,
+        regs_cx: 0,
+        regs_bp: 0,
     };
 }

@@ -111,45 +111,120 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
     Some((at & (2 * HALF_MASK + 1), truncated != 0))
 }
 
-/// The kernel path of a `struct path` (at address `path`) plus the inode it names.
+/// What to assemble: an optional kernel `struct path` to walk (`base`), and whether the user
+/// string already read to `PATH_HALF + 1` (`user_len` bytes) follows it. Requests are built first
+/// and walked in one place, so each program has one walk per path it reports (which keeps the
+/// verifier's work, and the load time, small).
+#[derive(Clone, Copy)]
+pub struct Request {
+    /// Address of a `struct path` to walk, or 0.
+    pub base: u64,
+    /// Bytes of user string at `PATH_HALF + 1`.
+    pub user_len: u32,
+    pub user_truncated: bool,
+    /// The user string is joined to the walked base with `/`.
+    pub join: bool,
+    pub origin: u8,
+    pub file: Option<(u64, u64)>,
+}
+
+impl Request {
+    pub const NONE: Request = Request {
+        base: 0,
+        user_len: 0,
+        user_truncated: false,
+        join: false,
+        origin: origin::NONE,
+        file: None,
+    };
+
+    /// The kernel path of an open file, with the file's identity.
+    #[inline(always)]
+    pub fn open_file(file: u64) -> Request {
+        Request {
+            base: file + off!(file_path),
+            origin: origin::KERNEL,
+            file: file_identity(file),
+            ..Request::NONE
+        }
+    }
+}
+
+/// Assembles a request in the scratch (the one path walk).
 #[inline(always)]
-fn kernel_path(scratch: *mut u8, path: u64) -> Option<Built> {
-    let (dentry, vfsmnt) = path_parts(path)?;
-    let (start, truncated) = walk(scratch, dentry, vfsmnt)?;
-    let file = read_ptr(dentry + off!(dentry_inode)).and_then(inode_identity);
-    let end = PATH_HALF as u32;
-    Some(if start == end {
-        // The root: "/" written at PATH_HALF.
-        // SAFETY: PATH_HALF < 2 * PATH_HALF.
+pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
+    let half = PATH_HALF as u32;
+    let user_end = half + 1 + (request.user_len & HALF_MASK);
+    if request.origin == origin::NONE {
+        return Built::NONE;
+    }
+    if request.base == 0 {
+        return Built {
+            start: half + 1,
+            end: user_end,
+            origin: request.origin,
+            truncated: request.user_truncated,
+            file: None,
+        };
+    }
+    let walked = path_parts(request.base).and_then(|(dentry, vfsmnt)| {
+        let (start, truncated) = walk(scratch, dentry, vfsmnt)?;
+        Some((start, truncated, dentry))
+    });
+    let Some((start, truncated, dentry)) = walked else {
+        return if request.join {
+            Built {
+                start: half + 1,
+                end: user_end,
+                origin: origin::USER_UNRESOLVED,
+                truncated: request.user_truncated,
+                file: None,
+            }
+        } else {
+            Built::NONE
+        };
+    };
+    if request.join {
+        // SAFETY: PATH_HALF is inside the scratch.
+        unsafe { *scratch.add(PATH_HALF) = b'/' };
+        return Built {
+            start,
+            end: user_end,
+            origin: request.origin,
+            truncated: truncated || request.user_truncated,
+            file: None,
+        };
+    }
+    let file = match request.file {
+        Some(file) => Some(file),
+        None => read_ptr(dentry + off!(dentry_inode)).and_then(inode_identity),
+    };
+    if start == half {
+        // The root itself: "/" at PATH_HALF.
+        // SAFETY: PATH_HALF is inside the scratch.
         unsafe { *scratch.add(PATH_HALF) = b'/' };
         Built {
             start,
-            end: end + 1,
-            origin: origin::KERNEL,
+            end: half + 1,
+            origin: request.origin,
             truncated,
             file,
         }
     } else {
         Built {
             start,
-            end,
-            origin: origin::KERNEL,
+            end: half,
+            origin: request.origin,
             truncated,
             file,
         }
-    })
+    }
 }
 
 /// The kernel path of an open file.
 #[inline(always)]
 pub fn file_path(scratch: *mut u8, file: u64) -> Built {
-    match kernel_path(scratch, file + off!(file_path)) {
-        Some(mut built) => {
-            built.file = file_identity(file).or(built.file);
-            built
-        }
-        None => Built::NONE,
-    }
+    assemble(scratch, &Request::open_file(file))
 }
 
 /// The `struct path` address a dirfd stands for: the open file's path, or the cwd for AT_FDCWD.
@@ -164,90 +239,10 @@ fn dir_path_of(task: u64, dirfd: i64) -> Option<u64> {
     }
 }
 
-/// A `*at()` path argument: `user` resolved against `dirfd` (or the cwd). A NULL or empty `user`
-/// means the dirfd itself (AT_EMPTY_PATH, utimensat(fd, NULL)), reported from the kernel.
+/// Reads a user string to `PATH_HALF + 1`: (length without NUL, possibly cut), or `None`.
 #[inline(always)]
-pub fn at_path(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Built {
-    let mut user_len: u32 = 0;
-    let mut user_truncated = false;
-    if user != 0 {
-        // SAFETY: the destination is inside the scratch, the size bounded by its second half.
-        let got = unsafe {
-            bpf_probe_read_user_str(
-                scratch.add(PATH_HALF + 1).cast(),
-                (PATH_HALF - 1) as u32,
-                user as *const _,
-            )
-        };
-        if got <= 0 {
-            return Built::NONE;
-        }
-        user_len = (got as u32 - 1) & HALF_MASK;
-        user_truncated = got as u32 >= (PATH_HALF - 1) as u32;
-    }
-    let Some(dir) = dir_path_of(task, dirfd) else {
-        return if user_len == 0 {
-            Built::NONE
-        } else {
-            Built {
-                start: PATH_HALF as u32 + 1,
-                end: PATH_HALF as u32 + 1 + user_len,
-                origin: origin::USER_UNRESOLVED,
-                truncated: user_truncated,
-                file: None,
-            }
-        };
-    };
-    if user_len == 0 {
-        return kernel_path(scratch, dir).unwrap_or(Built::NONE);
-    }
-    // SAFETY: PATH_HALF + 1 is inside the scratch.
-    let absolute = unsafe { *scratch.add(PATH_HALF + 1) } == b'/';
-    let end = PATH_HALF as u32 + 1 + user_len;
-    if absolute {
-        return Built {
-            start: PATH_HALF as u32 + 1,
-            end,
-            origin: origin::USER_RESOLVED,
-            truncated: user_truncated,
-            file: None,
-        };
-    }
-    let Some((dentry, vfsmnt)) = path_parts(dir) else {
-        return Built {
-            start: PATH_HALF as u32 + 1,
-            end,
-            origin: origin::USER_UNRESOLVED,
-            truncated: user_truncated,
-            file: None,
-        };
-    };
-    match walk(scratch, dentry, vfsmnt) {
-        Some((start, dir_truncated)) => {
-            // SAFETY: PATH_HALF is inside the scratch.
-            unsafe { *scratch.add(PATH_HALF) = b'/' };
-            Built {
-                start,
-                end,
-                origin: origin::USER_RESOLVED,
-                truncated: user_truncated || dir_truncated,
-                file: None,
-            }
-        }
-        None => Built {
-            start: PATH_HALF as u32 + 1,
-            end,
-            origin: origin::USER_UNRESOLVED,
-            truncated: user_truncated,
-            file: None,
-        },
-    }
-}
-
-/// A user string kept verbatim (a symlink's target text).
-#[inline(always)]
-pub fn verbatim(scratch: *mut u8, user: u64) -> Built {
-    // SAFETY: as in `at_path`.
+fn read_user(scratch: *mut u8, user: u64) -> Option<(u32, bool)> {
+    // SAFETY: the destination is the scratch's second half; the size is bounded by it.
     let got = unsafe {
         bpf_probe_read_user_str(
             scratch.add(PATH_HALF + 1).cast(),
@@ -256,14 +251,73 @@ pub fn verbatim(scratch: *mut u8, user: u64) -> Built {
         )
     };
     if got <= 0 {
-        return Built::NONE;
+        return None;
     }
-    Built {
-        start: PATH_HALF as u32 + 1,
-        end: PATH_HALF as u32 + 1 + ((got as u32 - 1) & HALF_MASK),
-        origin: origin::USER_UNRESOLVED,
-        truncated: got as u32 >= (PATH_HALF - 1) as u32,
-        file: None,
+    Some((
+        (got as u32 - 1) & HALF_MASK,
+        got as u32 >= (PATH_HALF - 1) as u32,
+    ))
+}
+
+/// A `*at()` path argument: `user` resolved against `dirfd` (or the cwd). A NULL or empty `user`
+/// means the dirfd itself (AT_EMPTY_PATH, utimensat(fd, NULL)), reported from the kernel.
+#[inline(always)]
+pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request {
+    let (user_len, user_truncated) = if user == 0 {
+        (0, false)
+    } else {
+        match read_user(scratch, user) {
+            Some(read) => read,
+            None => return Request::NONE,
+        }
+    };
+    let dir = dir_path_of(task, dirfd);
+    if user_len == 0 {
+        return match dir {
+            Some(base) => Request {
+                base,
+                origin: origin::KERNEL,
+                ..Request::NONE
+            },
+            None => Request::NONE,
+        };
+    }
+    // SAFETY: PATH_HALF + 1 is inside the scratch.
+    let absolute = unsafe { *scratch.add(PATH_HALF + 1) } == b'/';
+    let user_only = Request {
+        user_len,
+        user_truncated,
+        ..Request::NONE
+    };
+    match dir {
+        _ if absolute => Request {
+            origin: origin::USER_RESOLVED,
+            ..user_only
+        },
+        Some(base) => Request {
+            base,
+            join: true,
+            origin: origin::USER_RESOLVED,
+            ..user_only
+        },
+        None => Request {
+            origin: origin::USER_UNRESOLVED,
+            ..user_only
+        },
+    }
+}
+
+/// A user string kept verbatim (a symlink's target text).
+#[inline(always)]
+pub fn verbatim_request(scratch: *mut u8, user: u64) -> Request {
+    match read_user(scratch, user) {
+        Some((user_len, user_truncated)) => Request {
+            user_len,
+            user_truncated,
+            origin: origin::USER_UNRESOLVED,
+            ..Request::NONE
+        },
+        None => Request::NONE,
     }
 }
 

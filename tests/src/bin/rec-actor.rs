@@ -105,6 +105,61 @@ fn relative(dir: &Path) {
     }
 }
 
+/// One ia32 syscall through `int 0x80` (what 32-bit programs do), from this 64-bit process.
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+    let ret: u32;
+    // SAFETY: an ia32 syscall; rbx (reserved by LLVM) is swapped in and restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {a:r}, rbx",
+            "int 0x80",
+            "xchg {a:r}, rbx",
+            a = inout(reg) a as u64 => _,
+            inlateout("eax") nr => ret,
+            in("ecx") b,
+            in("edx") c,
+        );
+    }
+    ret as i32
+}
+
+/// ia32 open(O_CREAT|O_WRONLY), chmod and rename of files in `dir`; path strings live below 4 GiB
+/// so the 32-bit ABI can pass them.
+#[cfg(target_arch = "x86_64")]
+fn compat(dir: &Path) {
+    // SAFETY: anonymous mapping below 4 GiB, checked.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    assert!(page != libc::MAP_FAILED, "mmap MAP_32BIT");
+    let put = |at: usize, name: &str| -> u32 {
+        let path = dir.join(name);
+        let bytes = path.as_os_str().as_bytes();
+        // SAFETY: inside the 8 KiB mapping (test paths are short), NUL-terminated.
+        unsafe {
+            let dst = page.cast::<u8>().add(at);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            *dst.add(bytes.len()) = 0;
+            dst as usize as u32
+        }
+    };
+    let (a, b) = (put(0, "compat.txt"), put(4096, "compat2.txt"));
+    let fd = int80(5, a, (libc::O_CREAT | libc::O_WRONLY) as u32, 0o644);
+    assert!(fd >= 0, "ia32 open: {fd}");
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    assert_eq!(int80(15, a, 0o600, 0), 0, "ia32 chmod");
+    assert_eq!(int80(38, a, b, 0), 0, "ia32 rename");
+}
+
 /// Creates an io_uring (io_uring_setup(2)) and closes it.
 fn io_uring() {
     let mut params = [0u8; 120];
@@ -115,6 +170,77 @@ fn io_uring() {
     }
     // SAFETY: fd is ours.
     unsafe { libc::close(fd as libc::c_int) };
+}
+
+/// Opens (creates) `dir/uring.txt` through an io_uring IORING_OP_OPENAT request: the raw ring
+/// protocol (setup, two mmaps, one SQE, io_uring_enter), no library.
+fn io_uring_open(dir: &Path) {
+    const IORING_OFF_SQES: i64 = 0x1000_0000;
+    const IORING_OP_OPENAT: u8 = 18;
+    let mut params = [0u32; 30];
+    // SAFETY: params is a zeroed struct io_uring_params (120 bytes).
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) } as i32;
+    assert!(
+        fd >= 0,
+        "io_uring_setup: {}",
+        std::io::Error::last_os_error()
+    );
+    let sq_entries = params[0] as usize;
+    // struct io_sqring_offsets starts at byte 40: head, tail, ring_mask, ring_entries, flags,
+    // dropped, array.
+    let (tail_off, mask_off, array_off) = (
+        params[11] as usize,
+        params[12] as usize,
+        params[16] as usize,
+    );
+    let map = |len: usize, offset: i64| {
+        // SAFETY: mapping the ring fd as the kernel documents; checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        assert!(
+            ptr != libc::MAP_FAILED,
+            "mmap ring: {}",
+            std::io::Error::last_os_error()
+        );
+        ptr.cast::<u8>()
+    };
+    let ring = map(array_off + sq_entries * 4, 0);
+    let sqes = map(sq_entries * 64, IORING_OFF_SQES);
+    let path = c(dir.join("uring.txt").as_os_str().as_bytes());
+    // SAFETY: writes inside the mapped SQE array and SQ ring, at the offsets the kernel gave.
+    unsafe {
+        std::ptr::write_bytes(sqes, 0, 64);
+        *sqes = IORING_OP_OPENAT;
+        *sqes.add(4).cast::<i32>() = libc::AT_FDCWD;
+        *sqes.add(16).cast::<u64>() = path.as_ptr() as u64;
+        *sqes.add(24).cast::<u32>() = 0o644;
+        *sqes.add(28).cast::<u32>() = (libc::O_CREAT | libc::O_WRONLY) as u32;
+        let mask = *ring.add(mask_off).cast::<u32>();
+        let tail = &*ring.add(tail_off).cast::<std::sync::atomic::AtomicU32>();
+        let at = tail.load(std::sync::atomic::Ordering::Acquire);
+        *ring.add(array_off).cast::<u32>().add((at & mask) as usize) = 0;
+        tail.store(at + 1, std::sync::atomic::Ordering::Release);
+        let submitted = libc::syscall(libc::SYS_io_uring_enter, fd, 1, 1, 1u32, 0usize, 0usize);
+        assert_eq!(
+            submitted,
+            1,
+            "io_uring_enter: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+    assert!(
+        dir.join("uring.txt").exists(),
+        "io_uring openat created the file"
+    );
 }
 
 /// Renames its comm to "dpkg", then writes a file.
@@ -175,6 +301,9 @@ fn main() {
         "fileops" => file_ops(dir),
         "relative" => relative(dir),
         "iouring" => io_uring(),
+        "iouring-open" => io_uring_open(dir),
+        #[cfg(target_arch = "x86_64")]
+        "compat" => compat(dir),
         "comm" => renamed_comm(dir),
         "write" => write_file(dir),
         "hold" => hold(dir),

@@ -2,7 +2,8 @@
 //! (only for the syscalls and open flags that modify files) and reported at exit, only when the
 //! syscall succeeded. fd-based operations are reported with the kernel path and inode of the open
 //! file; path-based ones with the user string anchored at the dirfd's or cwd's kernel path.
-//! Syscall numbers are x86_64's.
+//! Syscall numbers are x86_64's; ia32 (compat) syscalls of 32-bit code are translated to them at
+//! entry, their arguments taken from the ia32 registers.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     programs::BtfTracePointContext,
@@ -11,9 +12,9 @@ use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, SyscallStash,
 
 use crate::{
     emit::{Count, count, current_task, fill_header, submit},
-    kernel::{file_of_fd, off, offsets_ready, read_u64},
+    kernel::{file_of_fd, off, offsets_ready, read_u32, read_u64},
     maps::{PATH_SCRATCH, RECORD_SCRATCH, SYSCALL_STASH},
-    path::{AT_FDCWD, Built, at_path, copy_into, file_path, verbatim},
+    path::{AT_FDCWD, Built, Request, assemble, at_request, copy_into, verbatim_request},
 };
 
 mod nr {
@@ -113,6 +114,95 @@ fn tracked(syscall: u64) -> bool {
     )
 }
 
+/// `TS_COMPAT` in `thread_info.status`: the current syscall is an ia32 one.
+const TS_COMPAT: u32 = 0x0002;
+
+/// The x86_64 number of an ia32 syscall we report (`None` for every other ia32 syscall).
+#[inline(always)]
+fn native_of_ia32(syscall: u64) -> Option<u64> {
+    Some(match syscall {
+        5 => nr::OPEN,
+        8 => nr::CREAT,
+        9 => nr::LINK,
+        10 => nr::UNLINK,
+        14 => nr::MKNOD,
+        15 => nr::CHMOD,
+        16 | 198 => nr::LCHOWN,
+        30 => nr::UTIME,
+        38 => nr::RENAME,
+        40 => nr::RMDIR,
+        83 => nr::SYMLINK,
+        92 | 193 => nr::TRUNCATE,
+        93 | 194 => nr::FTRUNCATE,
+        94 => nr::FCHMOD,
+        95 | 207 => nr::FCHOWN,
+        182 | 212 => nr::CHOWN,
+        226 => nr::SETXATTR,
+        227 => nr::LSETXATTR,
+        228 => nr::FSETXATTR,
+        235 => nr::REMOVEXATTR,
+        236 => nr::LREMOVEXATTR,
+        237 => nr::FREMOVEXATTR,
+        271 => nr::UTIMES,
+        295 => nr::OPENAT,
+        297 => nr::MKNODAT,
+        298 => nr::FCHOWNAT,
+        299 => nr::FUTIMESAT,
+        301 => nr::UNLINKAT,
+        302 => nr::RENAMEAT,
+        303 => nr::LINKAT,
+        304 => nr::SYMLINKAT,
+        306 => nr::FCHMODAT,
+        320 | 412 => nr::UTIMENSAT,
+        342 => nr::OPEN_BY_HANDLE_AT,
+        353 => nr::RENAMEAT2,
+        437 => nr::OPENAT2,
+        452 => nr::FCHMODAT2,
+        463 => nr::SETXATTRAT,
+        466 => nr::REMOVEXATTRAT,
+        _ => return None,
+    })
+}
+
+/// Whether the current task is in an ia32 syscall.
+#[inline(always)]
+fn in_compat_syscall() -> bool {
+    let task = current_task();
+    read_u32(task + off!(task_thread_info) + off!(thread_info_status))
+        .is_some_and(|status| status & TS_COMPAT != 0)
+}
+
+/// The syscall as an x86_64 number and whether it is an ia32 one, for syscalls we report.
+#[inline(always)]
+fn classify(syscall: u64) -> Option<(u64, bool)> {
+    let native = tracked(syscall);
+    let ia32 = native_of_ia32(syscall);
+    if !native && ia32.is_none() {
+        return None;
+    }
+    if in_compat_syscall() {
+        ia32.map(|n| (n, true))
+    } else if native {
+        Some((syscall, false))
+    } else {
+        None
+    }
+}
+
+/// The six arguments of an ia32 syscall (ebx, ecx, edx, esi, edi, ebp), zero-extended.
+#[inline(always)]
+fn ia32_syscall_args(regs: u64) -> [u64; 6] {
+    let arg = |offset: u64| read_u64(regs + offset).unwrap_or(0) & 0xffff_ffff;
+    [
+        arg(off!(regs_bx)),
+        arg(off!(regs_cx)),
+        arg(off!(regs_dx)),
+        arg(off!(regs_si)),
+        arg(off!(regs_di)),
+        arg(off!(regs_bp)),
+    ]
+}
+
 /// The six syscall arguments from `struct pt_regs` (x86_64 calling convention).
 #[inline(always)]
 fn syscall_args(regs: u64) -> [u64; 6] {
@@ -142,14 +232,19 @@ fn open_flags(syscall: u64, args: &[u64; 6]) -> Option<u64> {
 
 /// `sys_enter(struct pt_regs *regs, long id)`.
 pub fn on_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
-    let syscall: u64 = ctx.arg(1);
-    if !tracked(syscall) || !offsets_ready() {
+    let raw: u64 = ctx.arg(1);
+    if !offsets_ready() {
         return None;
     }
+    let (syscall, compat) = classify(raw)?;
     let program = ProgramId::SysEnter;
     count(program, Count::Total);
     let regs: u64 = ctx.arg(0);
-    let args = syscall_args(regs);
+    let args = if compat {
+        ia32_syscall_args(regs)
+    } else {
+        syscall_args(regs)
+    };
     let flags = open_flags(syscall, &args);
     if let Some(flags) = flags
         && flags & O_ACCMODE == 0
@@ -160,7 +255,7 @@ pub fn on_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let stash = SyscallStash {
         syscall: syscall as u32,
-        _pad: 0,
+        compat: compat as u32,
         open_flags: flags.unwrap_or(0),
         args,
     };
@@ -318,23 +413,30 @@ fn plan(stash: &SyscallStash) -> Option<Plan> {
     })
 }
 
+/// What to assemble for one path of the record (no walk yet: see `path::assemble`).
+#[inline(always)]
+fn request(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Request {
+    match source {
+        Source::None => Request::NONE,
+        Source::At { dirfd, user } => at_request(scratch, task, dirfd, user),
+        Source::Fd(fd) => match file_of_fd(task, fd) {
+            Some(file) => Request::open_file(file),
+            None => Request::NONE,
+        },
+        Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
+            Some(file) => Request::open_file(file),
+            None if user != 0 => at_request(scratch, task, dirfd, user),
+            None => Request::NONE,
+        },
+        Source::Verbatim(user) => verbatim_request(scratch, user),
+    }
+}
+
 /// Assembles one path in the scratch.
 #[inline(always)]
 fn build(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Built {
-    match source {
-        Source::None => Built::NONE,
-        Source::At { dirfd, user } => at_path(scratch, task, dirfd, user),
-        Source::Fd(fd) => match file_of_fd(task, fd) {
-            Some(file) => file_path(scratch, file),
-            None => Built::NONE,
-        },
-        Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
-            Some(file) => file_path(scratch, file),
-            None if user != 0 => at_path(scratch, task, dirfd, user),
-            None => Built::NONE,
-        },
-        Source::Verbatim(user) => verbatim(scratch, user),
-    }
+    let request = request(scratch, task, source, ret);
+    assemble(scratch, &request)
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`.
@@ -343,8 +445,8 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
         return None;
     }
     let regs: u64 = ctx.arg(0);
-    let syscall = read_u64(regs + off!(regs_orig_ax))?;
-    if !tracked(syscall) {
+    let raw = read_u64(regs + off!(regs_orig_ax))?;
+    if !tracked(raw) && native_of_ia32(raw).is_none() {
         return None;
     }
     let program = ProgramId::SysExit;
@@ -358,6 +460,16 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     let _ = SYSCALL_STASH.remove(&pid_tgid);
     count(program, Count::Total);
     let ret: i64 = ctx.arg(1);
+    let ret = if stash.compat != 0 {
+        ret as i32 as i64
+    } else {
+        ret
+    };
+    let syscall = if stash.compat != 0 {
+        native_of_ia32(raw).unwrap_or(u64::MAX)
+    } else {
+        raw
+    };
     if ret < 0 || stash.syscall as u64 != syscall {
         count(program, Count::Ignored);
         return None;

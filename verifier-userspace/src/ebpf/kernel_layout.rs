@@ -196,6 +196,11 @@ impl KernelBtf {
     }
 }
 
+/// Whether the kernel has io_uring (and so its tracepoints).
+pub fn has_io_uring(btf: &KernelBtf) -> bool {
+    btf.field_offset("io_kiocb", "opcode").is_ok()
+}
+
 /// The whole table for the running kernel.
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
     let f = |s: &str, field: &str| btf.field_offset(s, field);
@@ -238,7 +243,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         mm_arg_start: f("mm_struct", "arg_start")?,
         mm_arg_end: f("mm_struct", "arg_end")?,
         binprm_file: f("linux_binprm", "file")?,
-        io_kiocb_opcode: f("io_kiocb", "opcode")?,
+        // Absent when the kernel has no io_uring: then nothing can bypass the syscall hooks that
+        // way, and the io_uring programs are not attached (see `has_io_uring`).
+        io_kiocb_opcode: f("io_kiocb", "opcode").unwrap_or(0),
         regs_di: f("pt_regs", "di")?,
         regs_si: f("pt_regs", "si")?,
         regs_dx: f("pt_regs", "dx")?,
@@ -249,6 +256,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         task_comm: f("task_struct", "comm")?,
         file_mode: f("file", "f_mode")?,
         inode_mode: f("inode", "i_mode")?,
+        task_thread_info: f("task_struct", "thread_info")?,
+        thread_info_status: f("thread_info", "status")?,
+        regs_bx: f("pt_regs", "bx")?,
+        regs_cx: f("pt_regs", "cx")?,
+        regs_bp: f("pt_regs", "bp")?,
     })
 }
 

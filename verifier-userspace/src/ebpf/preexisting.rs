@@ -147,3 +147,58 @@ fn scan_process(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use verifier_common::{PATH_CAP, PathInfo};
+
+    use super::*;
+
+    fn record(pid: u32, path: &[u8]) -> Vec<u8> {
+        let mut record = OpenWriterRecord {
+            pid,
+            fd: 3,
+            dev: (254 << 20) | 1,
+            ino: 77,
+            comm: *b"holder\0\0\0\0\0\0\0\0\0\0",
+            f_mode: 0x2,
+            path: PathInfo {
+                len: path.len() as u16,
+                origin: origin::KERNEL,
+                truncated: 0,
+            },
+            data: [0; PATH_CAP],
+        };
+        record.data[..path.len()].copy_from_slice(path);
+        // SAFETY: the bytes of a plain #[repr(C)] value.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&record as *const OpenWriterRecord).cast::<u8>(),
+                OPEN_WRITER_FIXED + path.len(),
+            )
+        };
+        bytes.to_vec()
+    }
+
+    #[test]
+    fn iterator_records_are_split_and_our_own_pid_is_left_out() {
+        let mut stream = record(10, b"/var/log/a.log");
+        stream.extend(record(99, b"/mine"));
+        stream.extend(record(11, b"/tmp/b"));
+        // A cut-off tail is ignored.
+        stream.extend(&record(12, b"/cut")[..20]);
+        let found = decode_iterator_output(&stream, 5, 99);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].pid, 10);
+        assert_eq!(found[0].path.bytes, b"/var/log/a.log");
+        assert_eq!(found[0].comm, b"holder");
+        assert_eq!(
+            found[0].file,
+            FileId {
+                dev: libc::makedev(254, 1),
+                ino: 77
+            }
+        );
+        assert_eq!(found[1].path.bytes, b"/tmp/b");
+    }
+}

@@ -18,7 +18,7 @@ use super::{
     preexisting,
 };
 use crate::{
-    config::RecorderConfig,
+    config::{Backend, RecorderConfig},
     events::{FileId, PreexistingWriterEvent},
     intake::EventStream,
 };
@@ -57,6 +57,8 @@ pub enum RecorderError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("recorder backend {0:?} is not built yet; use \"tracepoint\" or \"auto\"")]
+    UnsupportedBackend(Backend),
     #[error("scanning open files: {0}")]
     Scan(#[from] std::io::Error),
 }
@@ -119,6 +121,8 @@ pub struct Recorder {
     events_taken: bool,
     /// The `iter/task_file` program loaded (else the /proc scan is used).
     iterator_ready: bool,
+    /// When loading began: the first loss window starts here.
+    loaded_at: crate::events::WallNanos,
 }
 
 /// Whether the kernel accepts tracing programs through BTF (`tp_btf`), the backend built here.
@@ -130,6 +134,11 @@ impl Recorder {
     /// Loads the embedded object with this kernel's layout and attaches every program.
     pub fn load(config: &RecorderConfig) -> Result<Recorder, RecorderError> {
         let started = Instant::now();
+        let loaded_at = crate::intake::wall_clock_now();
+        match config.backend {
+            Backend::Auto | Backend::Tracepoint => {}
+            other => return Err(RecorderError::UnsupportedBackend(other)),
+        }
         let ring_bytes = config.ring_buffer_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < page_size() {
             return Err(RecorderError::RingBufferSize(ring_bytes));
@@ -145,20 +154,31 @@ impl Recorder {
         let kernel_btf = aya::Btf::from_sys_fs()
             .map_err(|e| RecorderError::Load(Box::new(aya::EbpfError::BtfError(e))))?;
         let mut attached = Vec::new();
+        let io_uring = kernel_layout::has_io_uring(&btf);
+        if !io_uring {
+            info!("kernel without io_uring: io_uring programs not attached");
+        }
         for (id, hook) in PROGRAMS {
+            let program_started = Instant::now();
             let name = id.name();
+            if matches!(id, ProgramId::IoUringCreate | ProgramId::IoUringSubmit) && !io_uring {
+                continue;
+            }
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or(RecorderError::MissingProgram(name))?
                 .try_into()
                 .map_err(|source| program_error(name, source))?;
-            program
-                .load(hook, &kernel_btf)
-                .map_err(|source| program_error(name, source))?;
+            let hook = load_tracepoint(program, name, hook, &kernel_btf)?;
             program
                 .attach()
                 .map_err(|source| program_error(name, source))?;
-            debug!(program = name, hook, "attached");
+            debug!(
+                program = name,
+                hook,
+                elapsed_ms = program_started.elapsed().as_millis() as u64,
+                "loaded and attached"
+            );
             attached.push(ProgramInfo {
                 name,
                 program_type: "tracing (tp_btf)",
@@ -200,6 +220,7 @@ impl Recorder {
             package_managers,
             events_taken: false,
             iterator_ready,
+            loaded_at,
         })
     }
 
@@ -250,7 +271,7 @@ impl Recorder {
         let counters = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(counters_data))
             .map_err(map_error(COUNTERS_MAP))?;
         self.events_taken = true;
-        EventStream::new(ring, counters).map_err(RecorderError::Scan)
+        EventStream::new(ring, counters, self.loaded_at).map_err(RecorderError::Scan)
     }
 
     /// Files open for write right now (before events could report their opening): from the
@@ -320,6 +341,36 @@ pub(crate) fn read_counters(
         counters.per_program.insert(id.name(), sum);
     }
     Ok(counters)
+}
+
+/// Tracepoints renamed across kernel versions: (current name, older name with the same arguments).
+const RENAMED_TRACEPOINTS: [(&str, &str); 1] = [
+    // io_uring_submit_sqe(struct io_kiocb *req) became io_uring_submit_req in 6.4.
+    ("io_uring_submit_req", "io_uring_submit_sqe"),
+];
+
+/// Loads a tp_btf program for `hook`, or for its older name; returns the hook it was loaded for.
+fn load_tracepoint(
+    program: &mut BtfTracePoint,
+    name: &'static str,
+    hook: &'static str,
+    btf: &aya::Btf,
+) -> Result<&'static str, RecorderError> {
+    let error = match program.load(hook, btf) {
+        Ok(()) => return Ok(hook),
+        Err(error) => error,
+    };
+    for (current, older) in RENAMED_TRACEPOINTS {
+        if current == hook && program.load(older, btf).is_ok() {
+            info!(
+                program = name,
+                hook = older,
+                "attaching to the older tracepoint name"
+            );
+            return Ok(older);
+        }
+    }
+    Err(program_error(name, error))
 }
 
 fn load_iterator(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), RecorderError> {

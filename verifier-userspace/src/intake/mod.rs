@@ -70,6 +70,7 @@ impl EventStream {
     pub(crate) fn new(
         ring: RingBuf<MapData>,
         counters: PerCpuArray<MapData, ProgramCounters>,
+        loaded_at: WallNanos,
     ) -> std::io::Result<Self> {
         // SAFETY: the ring buffer owns its fd, which stays open as long as the AsyncFd owns it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -82,7 +83,8 @@ impl EventStream {
             seen_losses: Vec::new(),
             decode_failures: 0,
             reported_decode_failures: 0,
-            last_check: wall_clock_now(),
+            // Losses between loading and taking the stream fall in the first window.
+            last_check: loaded_at,
             last_check_instant: std::time::Instant::now(),
         };
         // Losses before the stream existed are reported from the first check on.
