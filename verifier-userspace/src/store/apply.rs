@@ -183,7 +183,9 @@ fn apply_exit(
     exit: &ExitEvent,
 ) -> Result<(), StoreError> {
     let key = key_of(&exit.actor);
+    let mut ended_transaction = None;
     if let Some(mut info) = writer.processes.remove(key) {
+        ended_transaction = info.transaction;
         info.exit = Some((exit.time, exit.exit_status));
         if info.persisted {
             persist_process(transaction, writer.boot_no, key, &mut info)?;
@@ -203,7 +205,7 @@ fn apply_exit(
             ])?;
     }
     if exit.ends_transaction {
-        match exit.actor.transaction {
+        match exit.actor.transaction.or(ended_transaction) {
             Some(txn) => {
                 transaction
                     .prepare_cached(
@@ -480,6 +482,7 @@ fn update_names(
             };
             if event.op == FileOp::Rename {
                 remove_name(transaction, writer, source, event.time)?;
+                move_names_below(transaction, writer, source, target, event.time)?;
             }
             if event.op == FileOp::RenameExchange
                 && let Some(other) = event.replaced
@@ -498,6 +501,64 @@ fn update_names(
             if let Some(file) = inode {
                 set_name(transaction, writer, source, file, event.time)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// A renamed directory takes the names below it along: recorded names move, and cached inodes
+/// below a directory moved into a watched root go to disk with their history.
+fn move_names_below(
+    transaction: &Transaction<'_>,
+    writer: &mut WriterState,
+    source: &ReportedPath,
+    target: &ReportedPath,
+    time: WallNanos,
+) -> Result<(), StoreError> {
+    let anchored =
+        |path: &ReportedPath| !path.truncated && path.origin != PathOrigin::UserUnresolved;
+    if !anchored(source) || !anchored(target) {
+        return Ok(());
+    }
+    let renamed = |name: &[u8]| {
+        let mut moved = target.bytes.clone();
+        moved.extend_from_slice(&name[source.bytes.len()..]);
+        moved
+    };
+    let mut lower = source.bytes.clone();
+    lower.push(b'/');
+    let mut upper = source.bytes.clone();
+    upper.push(b'/' + 1);
+    let below: Vec<(Vec<u8>, i64, i64, Option<i64>)> = transaction
+        .prepare_cached(
+            "SELECT path, dev, ino, removed_at FROM names WHERE path > ?1 AND path < ?2",
+        )?
+        .query_map(params![lower, upper], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (name, dev, ino, removed_at) in below {
+        transaction
+            .prepare_cached("DELETE FROM names WHERE path = ?1")?
+            .execute(params![name])?;
+        if removed_at.is_none() {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO names (path, dev, ino, since, removed_at) \
+                     VALUES (?1, ?2, ?3, ?4, NULL)",
+                )?
+                .execute(params![renamed(&name), dev, ino, to_sql(time)])?;
+        }
+    }
+    if writer.roots.contains(&target.bytes) && !writer.roots.contains(&source.bytes) {
+        for (name, file) in writer.cache.names_below(&source.bytes) {
+            flush_cached(transaction, writer, file)?;
+            let moved = ReportedPath {
+                bytes: renamed(&name),
+                origin: target.origin,
+                truncated: false,
+            };
+            set_name(transaction, writer, &moved, file, time)?;
         }
     }
     Ok(())

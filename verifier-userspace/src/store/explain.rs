@@ -14,12 +14,12 @@ use super::{
     Store, StoreError,
     bytes::ByteText,
     model::{
-        EntrySource, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, PendingRequest,
-        RecordedPath, TransactionRecord, VerdictRecord,
+        EntryOp, EntrySource, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness,
+        PendingRequest, RecordedPath, TransactionRecord, VerdictRecord,
     },
     now,
 };
-use crate::events::{FileId, PathOrigin, WallNanos};
+use crate::events::{FileId, FileOp, PathOrigin, WallNanos};
 
 /// Most gaps and verdicts an explanation lists (the most recent ones).
 const MAX_LISTED: u32 = 50;
@@ -127,6 +127,45 @@ fn describe_path(path: &RecordedPath) -> String {
     text
 }
 
+/// A NUL-separated command line as shell-like words: each escaped, quoted when it has spaces.
+fn describe_cmdline(cmdline: &[u8]) -> String {
+    let cmdline = cmdline.strip_suffix(b"\0").unwrap_or(cmdline);
+    cmdline
+        .split(|&byte| byte == 0)
+        .map(|word| {
+            let text = super::bytes::escape(word);
+            if text.is_empty() || text.contains([' ', '\'', '"']) {
+                format!("'{}'", text.replace('\'', "\\'"))
+            } else {
+                text
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Open flags by name (access mode and the flags that matter for provenance).
+fn describe_open_flags(flags: u64) -> String {
+    let flags = flags as libc::c_int;
+    let mut names = vec![match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => "O_RDONLY",
+        libc::O_WRONLY => "O_WRONLY",
+        _ => "O_RDWR",
+    }];
+    for (flag, name) in [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_TMPFILE & !libc::O_DIRECTORY, "O_TMPFILE"),
+    ] {
+        if flags & flag == flag {
+            names.push(name);
+        }
+    }
+    names.join("|")
+}
+
 fn describe_status(status: i32) -> String {
     let signal = status & 0x7f;
     if signal == 0 {
@@ -173,7 +212,9 @@ fn write_entry(f: &mut Formatter<'_>, entry: &HistoryEntry) -> fmt::Result {
         )?,
         None => writeln!(f, ", outside any package transaction")?,
     }
-    if entry.flags != 0 {
+    if entry.op == EntryOp::File(FileOp::OpenWrite) {
+        writeln!(f, "      opened {}", describe_open_flags(entry.flags))?;
+    } else if entry.flags != 0 {
         writeln!(f, "      flags {:#o}", entry.flags)?;
     }
     match entry.source {
@@ -231,7 +272,11 @@ fn write_transaction(f: &mut Formatter<'_>, record: &TransactionRecord) -> fmt::
         "  transaction {} (boot {}): {} as pid {}, uid {}",
         record.key.id, record.key.boot, record.exe, record.root_pid, record.uid
     )?;
-    writeln!(f, "      command line: {}", record.cmdline)?;
+    writeln!(
+        f,
+        "      command line: {}",
+        describe_cmdline(record.cmdline.as_bytes())
+    )?;
     let end = match (record.ended, record.exit_status) {
         (Some(ended), Some(status)) => {
             format!(
@@ -351,12 +396,11 @@ impl Display for Explanation {
         }
         for gap in &self.gaps {
             let to = gap.to.map_or_else(|| "now (open)".to_owned(), format_time);
+            let kind = gap.kind.as_str().replace('_', " ");
             writeln!(
                 f,
-                "  {} .. {}  {:?}: {}",
+                "  {} .. {to}  {kind}: {}",
                 format_time(gap.from),
-                to,
-                gap.kind,
                 gap.detail
             )?;
         }

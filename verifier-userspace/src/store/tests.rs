@@ -923,7 +923,7 @@ fn explain_json_and_text_tell_the_dpkg_story() {
         "/usr/bin/hello.dpkg-new -> /usr/bin/hello",
         "running /usr/bin/dpkg",
         "transaction 7",
-        "dpkg\\x00-i\\x00hello.deb",
+        "command line: dpkg -i hello.deb",
         "exit code 0",
         "/var/lib/dpkg/lock",
     ] {
@@ -938,4 +938,60 @@ fn explain_json_and_text_tell_the_dpkg_story() {
 fn store_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Store>();
+}
+
+#[test]
+fn directory_moved_into_a_watched_root_brings_its_files_histories() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/tmp/kit/evil", 81, CREATE_EXCLUSIVE),
+            shell.rename(20, b"/tmp/kit", b"/usr/bin/kit", 80, None),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/kit/evil"), Some(inode(81)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![(10, EntryOp::File(FileOp::OpenWrite))]
+    );
+    assert_eq!(history.entries[0].source, EntrySource::MemoryCache);
+    assert_eq!(history.recorded_file, Some(inode(81)));
+
+    // A watched directory renamed within the roots: recorded names follow.
+    store
+        .apply(&[
+            shell.write(30, b"/etc/app/conf", 91, WRITE),
+            shell.rename(40, b"/etc/app", b"/etc/app.old", 90, None),
+        ])
+        .unwrap();
+    let moved = store
+        .file_history(Path::new("/etc/app.old/conf"), Some(inode(91)))
+        .unwrap();
+    assert_eq!(moved.recorded_file, Some(inode(91)));
+    assert!(moved.incomplete.is_empty(), "{:?}", moved.incomplete);
+    let old = store
+        .file_history(Path::new("/etc/app/conf"), None)
+        .unwrap();
+    assert_eq!(old.recorded_file, None);
+}
+
+#[test]
+fn memory_cache_is_bounded_in_entries() {
+    let mut cache = cache::MemoryCache::new(4);
+    let shell = Proc::new(900, b"sh");
+    for index in 0..100u64 {
+        let Event::File(event) = shell.write(index, b"/tmp/x", 1 + index % 8, WRITE) else {
+            unreachable!()
+        };
+        cache.record(
+            inode(1 + index % 8),
+            rows::entry_from_event(&event, None, None, BOOT),
+        );
+    }
+    assert!(cache.len() <= 4);
+    assert!(cache.evictions() > 0);
 }
