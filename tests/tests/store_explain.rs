@@ -9,7 +9,10 @@ use std::{
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use verifier::{
@@ -43,20 +46,24 @@ impl Drop for Scratch {
     }
 }
 
-/// The `verifier` binary next to this test's target directory (built if missing).
+/// The `verifier` binary of this workspace, (re)built once per test run so it is never stale.
 fn verifier_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let binary = profile_dir.join("verifier");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "verifier-userspace", "--bin", "verifier"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the verifier binary failed");
-    }
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.args(["build", "-p", "verifier-userspace", "--bin", "verifier"]);
+            if profile_dir.file_name() == Some(OsStr::new("release")) {
+                command.arg("--release");
+            }
+            let status = command.status().unwrap();
+            assert!(status.success(), "building the verifier binary failed");
+            profile_dir.join("verifier")
+        })
+        .clone()
 }
 
 /// A daemon-like setup: config, state dir and a watched root holding real files.

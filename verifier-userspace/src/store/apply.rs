@@ -537,6 +537,9 @@ fn move_names_below(
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
+    if !below.is_empty() {
+        writer.known_names.clear();
+    }
     for (name, dev, ino, removed_at) in below {
         transaction
             .prepare_cached("DELETE FROM names WHERE path = ?1")?
@@ -575,6 +578,9 @@ fn set_name(
     if path.truncated || path.origin == PathOrigin::UserUnresolved || !named_here {
         return Ok(());
     }
+    if writer.known_names.get(&path.bytes) == Some(&file) {
+        return Ok(());
+    }
     transaction
         .prepare_cached(
             "INSERT INTO names (path, dev, ino, since, removed_at) VALUES (?1, ?2, ?3, ?4, NULL) \
@@ -590,8 +596,15 @@ fn set_name(
             to_sql(time)
         ])?;
     writer.watched_inodes.insert(file);
+    if writer.known_names.len() >= KNOWN_NAMES_CAPACITY {
+        writer.known_names.clear();
+    }
+    writer.known_names.insert(path.bytes.clone(), file);
     Ok(())
 }
+
+/// Most names remembered as already recorded (the memo is simply cleared when full).
+const KNOWN_NAMES_CAPACITY: usize = 65_536;
 
 fn remove_name(
     transaction: &Transaction<'_>,
@@ -603,6 +616,7 @@ fn remove_name(
         return Ok(());
     }
     writer.cache.remove_name(&path.bytes);
+    writer.known_names.remove(&path.bytes);
     transaction
         .prepare_cached("UPDATE names SET removed_at = ?2 WHERE path = ?1 AND removed_at IS NULL")?
         .execute(params![path.bytes, to_sql(time)])?;

@@ -276,6 +276,7 @@ impl Store {
             }
         }
         transaction.commit()?;
+        writer.known_names.remove(path);
         writer.watched_inodes.insert(baseline.file);
         Ok(())
     }

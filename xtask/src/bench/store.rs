@@ -28,8 +28,8 @@ pub fn run(
     } else {
         for result in &results {
             println!(
-                "store apply {:<17} {:>8} events, batch {:>5}: {:>7.3} s, {:>10.0} events/s, \
-                 {:.2}x the required {:.0}/s, {} bytes on disk",
+                "store apply {:<17} {:>8} events, batch {:>5}: {:>7.3} s wall {:>9.0} events/s \
+                 ({:.2}x the required {:.0}/s); {:>7.3} s CPU {:>9.0} events/CPU-s; {} bytes on disk",
                 result.scenario,
                 result.events,
                 result.batch_size,
@@ -37,6 +37,8 @@ pub fn run(
                 result.events_per_second,
                 result.ratio_to_required,
                 REQUIRED_EVENTS_PER_SECOND,
+                result.cpu_seconds,
+                result.events_per_cpu_second,
                 result.bytes_on_disk
             );
         }
