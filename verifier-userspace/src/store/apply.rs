@@ -30,6 +30,8 @@ impl Store {
             Ok(()) => Ok(transaction.commit()?),
             Err(error) => {
                 drop(transaction);
+                // The memo may name rows that were just rolled back.
+                writer.known_names.clear();
                 let (from, to) = time_span(events);
                 let gap = NewGap {
                     from,
