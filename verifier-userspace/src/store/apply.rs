@@ -8,10 +8,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{
     Store, StoreError, WriterState,
     bytes::escape,
-    model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, RecordedPath, Writer},
+    model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, Writer},
     processes::{ProcessInfo, ProcessKey, ProcessTable, key_of},
     records::insert_gap,
-    rows::{self, from_sql, to_sql},
+    rows::{self, EntryRow, from_sql, to_sql},
     set_meta,
 };
 use crate::events::{
@@ -339,9 +339,9 @@ fn apply_file(
         writer.boot_no,
         &event.actor,
     )?;
-    let mut entry = rows::entry_from_event(event, inode, Some(process), &writer.boot_id);
     let persist_writer = keeps_source || keeps_target || watched_inode || watched_exchanged;
     if !persist_writer {
+        let entry = rows::entry_from_event(event, inode, Some(process), &writer.boot_id);
         cache_file_event(writer, event, inode, entry);
         return Ok(());
     }
@@ -355,21 +355,23 @@ fn apply_file(
         flushed |= flush_cached(transaction, writer, *file)?;
     }
     let arrives_from_outside = names_target(event.op) && !keeps_source && keeps_target;
+    let process = writer.processes.get_mut(key).map(|process| &*process);
+    let mut row = EntryRow::of_event(event, inode, process);
     if arrives_from_outside && !watched_inode && !flushed && writer.cache.evictions() > 0 {
         // The memory cache has dropped inodes: this one's earlier operations may be among them.
-        entry.prior_history_unknown = true;
+        row.prior_history_unknown = true;
     }
-    rows::insert_entry(transaction, writer.boot_no, &entry)?;
+    rows::insert_row(transaction, writer.boot_no, &row)?;
     if let (Some(other), Some(target), Some(file)) = (exchanged, target, inode) {
         // The exchanged inode now sits at the source name: record the exchange in its history.
-        let mirrored = HistoryEntry {
+        let mirrored = EntryRow {
             file: Some(other),
-            path: entry_path(target),
-            target: Some(entry.path.clone()),
+            path: target.into(),
+            target: Some(row.path),
             replaced: Some(file),
-            ..entry.clone()
+            ..row
         };
-        rows::insert_entry(transaction, writer.boot_no, &mirrored)?;
+        rows::insert_row(transaction, writer.boot_no, &mirrored)?;
     }
     update_names(transaction, writer, event, inode)?;
     if let Some(file) = inode {
@@ -377,10 +379,6 @@ fn apply_file(
         writer.watched_inodes.insert(file);
     }
     Ok(())
-}
-
-fn entry_path(path: &ReportedPath) -> RecordedPath {
-    rows::recorded(path)
 }
 
 /// Keeps an operation outside the watched roots in memory, and the names it establishes.
