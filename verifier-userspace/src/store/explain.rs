@@ -37,6 +37,9 @@ pub struct CurrentFile {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     pub path: ByteText,
+    /// The path with its directory resolved (symlinks such as usr-merge `/bin` followed), when
+    /// that differs: the recorder reports resolved paths, so the history is looked up by it.
+    pub resolved_path: Option<ByteText>,
     pub generated_at: WallNanos,
     /// `None`: the path does not exist now (or cannot be examined).
     pub current: Option<CurrentFile>,
@@ -51,7 +54,9 @@ pub struct Explanation {
 
 impl Store {
     /// The story of `path` (examining the file now with `lstat`).
-    pub fn explain(&self, path: &Path) -> Result<Explanation, StoreError> {
+    pub fn explain(&self, requested: &Path) -> Result<Explanation, StoreError> {
+        let resolved = resolve_directory(requested);
+        let path = resolved.as_deref().unwrap_or(requested);
         let current = std::fs::symlink_metadata(path)
             .ok()
             .map(|metadata| CurrentFile {
@@ -74,15 +79,24 @@ impl Store {
         let mut gaps = self.gaps_overlapping(history.earliest_relevant, generated_at)?;
         let gaps_not_listed = gaps.len().saturating_sub(MAX_LISTED as usize);
         gaps.drain(..gaps_not_listed);
-        let verdicts = self.verdicts_for(path, MAX_LISTED)?;
-        let path_text = path.as_os_str().as_bytes();
+        // Verdicts and requests may name the path as syscheck saw it or resolved.
+        let mut verdicts = self.verdicts_for(path, MAX_LISTED)?;
+        if path != requested {
+            verdicts.extend(self.verdicts_for(requested, MAX_LISTED)?);
+            verdicts.sort_by_key(|verdict| verdict.time);
+        }
+        let names = [
+            requested.as_os_str().as_bytes(),
+            path.as_os_str().as_bytes(),
+        ];
         let pending = self
             .pending()?
             .into_iter()
-            .filter(|request| request.alert.path.as_bytes() == path_text)
+            .filter(|request| names.contains(&request.alert.path.as_bytes()))
             .collect();
         Ok(Explanation {
-            path: ByteText(path_text.to_vec()),
+            path: ByteText(requested.as_os_str().as_bytes().to_vec()),
+            resolved_path: resolved.map(|path| ByteText(path.as_os_str().as_bytes().to_vec())),
             generated_at,
             current,
             history,
@@ -93,6 +107,16 @@ impl Store {
             pending,
         })
     }
+}
+
+/// `path` with its parent directory canonicalized, if that changes it.
+fn resolve_directory(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?;
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())?;
+    let resolved = std::fs::canonicalize(parent).ok()?.join(name);
+    (resolved != path).then_some(resolved)
 }
 
 /// A wall-clock time in UTC with milliseconds.
@@ -299,6 +323,9 @@ impl Display for Explanation {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let history = &self.history;
         writeln!(f, "{}", self.path)?;
+        if let Some(resolved) = &self.resolved_path {
+            writeln!(f, "  resolved: {resolved}")?;
+        }
         match &self.current {
             Some(current) => writeln!(
                 f,

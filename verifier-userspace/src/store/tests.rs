@@ -995,3 +995,38 @@ fn memory_cache_is_bounded_in_entries() {
     assert!(cache.len() <= 4);
     assert!(cache.evictions() > 0);
 }
+
+#[test]
+fn explain_follows_a_symlinked_directory_like_usr_merge() {
+    use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
+    let dir = TempDir::new().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let real = base.join("usr-bin");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, base.join("bin")).unwrap();
+    let file = real.join("tool");
+    std::fs::write(&file, b"x").unwrap();
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    let dev = std::fs::metadata(&file).unwrap().dev();
+
+    let recorder = RecorderConfig {
+        watched_roots: vec![real.clone()],
+        ..RecorderConfig::default()
+    };
+    let mut store = Store::open_for_boot(&base.join("state"), &recorder, BOOT).unwrap();
+    let mut write = match Proc::new(900, b"sh").write(10, file.as_os_str().as_bytes(), 0, WRITE) {
+        Event::File(event) => event,
+        _ => unreachable!(),
+    };
+    write.file = Some(FileId { dev, ino });
+    store.apply(&[Event::File(write)]).unwrap();
+
+    let explanation = store.explain(&base.join("bin/tool")).unwrap();
+    assert_eq!(
+        explanation.resolved_path.as_ref().unwrap().as_bytes(),
+        file.as_os_str().as_bytes()
+    );
+    assert_eq!(explanation.history.entries.len(), 1);
+    assert_eq!(explanation.history.recorded_file, Some(FileId { dev, ino }));
+    assert!(explanation.history.incomplete.is_empty());
+}
