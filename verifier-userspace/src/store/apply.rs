@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{
     Store, StoreError, WriterState,
     bytes::escape,
+    cache::TMPFILE,
     model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, Writer},
     processes::{ProcessInfo, ProcessKey, ProcessTable, key_of},
     records::insert_gap,
@@ -489,20 +490,40 @@ fn update_names(
             {
                 set_name(transaction, writer, source, other, event.time)?;
             }
-            if let Some(file) = inode {
-                // Stored events make the inode watched: all its names go to the names table.
-                writer.watched_inodes.insert(file);
-                set_name(transaction, writer, target, file, event.time)?;
-                writer.cache.remove_name(&target.bytes);
+            match inode {
+                Some(file) => {
+                    // Stored events make the inode watched: all its names go to the names table.
+                    writer.watched_inodes.insert(file);
+                    set_name(transaction, writer, target, file, event.time)?;
+                    writer.cache.remove_name(&target.bytes);
+                }
+                // The target now names an unknown inode: forget what it named before.
+                None => forget_name(transaction, writer, target)?,
             }
         }
         FileOp::Unlink | FileOp::Rmdir => remove_name(transaction, writer, source, event.time)?,
+        // An O_TMPFILE open names the directory, not the new inode.
+        FileOp::OpenWrite if event.flags & TMPFILE == TMPFILE => {}
         _ => {
             if let Some(file) = inode {
                 set_name(transaction, writer, source, file, event.time)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Drops what the store believed `path` named.
+fn forget_name(
+    transaction: &Transaction<'_>,
+    writer: &mut WriterState,
+    path: &ReportedPath,
+) -> Result<(), StoreError> {
+    writer.cache.remove_name(&path.bytes);
+    writer.known_names.remove(&path.bytes);
+    transaction
+        .prepare_cached("DELETE FROM names WHERE path = ?1")?
+        .execute(params![path.bytes])?;
     Ok(())
 }
 

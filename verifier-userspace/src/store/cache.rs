@@ -36,10 +36,15 @@ pub struct MemoryCache {
     evictions: u64,
 }
 
+/// `O_TMPFILE` (includes `O_DIRECTORY`): an open that made a new, nameless inode.
+pub const TMPFILE: u64 = libc::O_TMPFILE as u64;
+
 /// The entry brings its inode into existence: nothing can have happened to it before.
 pub fn creates_inode(entry: &HistoryEntry) -> bool {
     match entry.op {
-        EntryOp::File(FileOp::OpenWrite) => entry.flags & CREATE_EXCLUSIVE == CREATE_EXCLUSIVE,
+        EntryOp::File(FileOp::OpenWrite) => {
+            entry.flags & CREATE_EXCLUSIVE == CREATE_EXCLUSIVE || entry.flags & TMPFILE == TMPFILE
+        }
         EntryOp::File(FileOp::Mknod | FileOp::Symlink) => true,
         _ => false,
     }

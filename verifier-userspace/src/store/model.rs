@@ -326,7 +326,8 @@ pub struct FileHistory {
     pub start: HistoryStart,
     /// Gaps must be checked from here on: the start's time, or 0 when unknown.
     pub earliest_relevant: WallNanos,
-    /// Operations on the inode (through any name), chronological.
+    /// Operations on the inode (through any name), and operations naming this path whose inode
+    /// is unknown (they may have been on this file), chronological.
     pub entries: Vec<HistoryEntry>,
     /// Operations naming this path that concern other inodes (previous files replaced or
     /// deleted here), chronological.

@@ -393,7 +393,7 @@ fn unlinked_file_is_still_explained() {
         .file_history(Path::new("/etc/gone.conf"), None)
         .unwrap();
     assert_eq!(
-        ops(&history.path_events),
+        ops(&history.entries),
         vec![(20, EntryOp::File(FileOp::Unlink))]
     );
 
@@ -1029,4 +1029,58 @@ fn explain_follows_a_symlinked_directory_like_usr_merge() {
     assert_eq!(explanation.history.entries.len(), 1);
     assert_eq!(explanation.history.recorded_file, Some(FileId { dev, ino }));
     assert!(explanation.history.incomplete.is_empty());
+}
+
+#[test]
+fn tmpfile_linked_into_place_is_a_created_inode() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let installer = Proc::new(940, b"install");
+    store
+        .apply(&[
+            installer.write(10, b"/usr/bin", 55, cache::TMPFILE | WRITE),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/usr/bin/fresh")),
+                ..installer.file(20, FileOp::Link, b"/proc/self/fd/3", Some(55))
+            }),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/fresh"), Some(inode(55)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Created { time: 10 });
+    assert!(history.incomplete.is_empty(), "{:?}", history.incomplete);
+    let directory = store.file_history(Path::new("/usr/bin"), None).unwrap();
+    assert_eq!(
+        directory.recorded_file, None,
+        "the directory is not the tmpfile"
+    );
+}
+
+#[test]
+fn rename_of_an_unknown_inode_forgets_the_target_name() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/etc/motd", 20, WRITE),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/etc/motd")),
+                ..shell.file(20, FileOp::Rename, b"/etc/motd.new", None)
+            }),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/motd"), Some(inode(21)))
+        .unwrap();
+    assert_eq!(history.recorded_file, None);
+    assert_eq!(
+        ops(&history.entries),
+        vec![(20, EntryOp::File(FileOp::Rename))]
+    );
+    assert_eq!(
+        ops(&history.path_events),
+        vec![(10, EntryOp::File(FileOp::OpenWrite))]
+    );
 }
