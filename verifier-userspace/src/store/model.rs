@@ -400,3 +400,12 @@ pub struct StoreStats {
     /// Processes the daemon tracks in memory.
     pub live_processes: u64,
 }
+
+/// Rows removed by [`Store::prune`](super::Store::prune).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub verdicts: u64,
+    pub file_events: u64,
+    pub names: u64,
+    pub processes: u64,
+}

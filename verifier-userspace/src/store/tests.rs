@@ -1084,3 +1084,29 @@ fn rename_of_an_unknown_inode_forgets_the_target_name() {
         vec![(10, EntryOp::File(FileOp::OpenWrite))]
     );
 }
+
+#[test]
+fn prune_drops_deleted_files_but_keeps_existing_histories() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.exec(5, b"/usr/bin/sh", 3, b"sh", false),
+            shell.write(10, b"/etc/kept", 1, WRITE),
+            shell.write(11, b"/etc/gone", 2, WRITE),
+            Event::File(shell.file(12, FileOp::Unlink, b"/etc/gone", None)),
+            shell.exit(13, 0, false),
+        ])
+        .unwrap();
+    let report = store.prune(100).unwrap();
+    assert_eq!(report.file_events, 2, "{report:?}");
+    assert_eq!(report.names, 1);
+    assert_eq!(report.processes, 0, "still referenced by /etc/kept's write");
+    let kept = store
+        .file_history(Path::new("/etc/kept"), Some(inode(1)))
+        .unwrap();
+    assert_eq!(kept.entries.len(), 1);
+    let gone = store.file_history(Path::new("/etc/gone"), None).unwrap();
+    assert!(gone.entries.is_empty());
+}
