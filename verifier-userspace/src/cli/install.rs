@@ -1,8 +1,5 @@
 //! `verifier install --ossec DIR | --wazuh DIR`: installs the shim and the integration kit.
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{path::{Path, PathBuf}, process::ExitCode};
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
