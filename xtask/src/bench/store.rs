@@ -19,7 +19,9 @@ pub fn run(
     json: bool,
 ) -> anyhow::Result<Vec<ThroughputResult>> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: store benchmark built without optimisations; numbers are not meaningful");
+        eprintln!(
+            "warning: store benchmark built without optimisations; numbers are not meaningful"
+        );
     }
     let results = apply_throughput(scratch, events, batch)
         .with_context(|| format!("store benchmark in {}", scratch.display()))?;
