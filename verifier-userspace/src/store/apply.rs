@@ -8,10 +8,11 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{
     Store, StoreError, WriterState,
     bytes::escape,
-    model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, RecordedPath, Writer},
+    cache::TMPFILE,
+    model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, Writer},
     processes::{ProcessInfo, ProcessKey, ProcessTable, key_of},
     records::insert_gap,
-    rows::{self, from_sql, to_sql},
+    rows::{self, EntryRow, from_sql, to_sql},
     set_meta,
 };
 use crate::events::{
@@ -30,6 +31,8 @@ impl Store {
             Ok(()) => Ok(transaction.commit()?),
             Err(error) => {
                 drop(transaction);
+                // The memo may name rows that were just rolled back.
+                writer.known_names.clear();
                 let (from, to) = time_span(events);
                 let gap = NewGap {
                     from,
@@ -183,7 +186,9 @@ fn apply_exit(
     exit: &ExitEvent,
 ) -> Result<(), StoreError> {
     let key = key_of(&exit.actor);
+    let mut ended_transaction = None;
     if let Some(mut info) = writer.processes.remove(key) {
+        ended_transaction = info.transaction;
         info.exit = Some((exit.time, exit.exit_status));
         if info.persisted {
             persist_process(transaction, writer.boot_no, key, &mut info)?;
@@ -203,7 +208,7 @@ fn apply_exit(
             ])?;
     }
     if exit.ends_transaction {
-        match exit.actor.transaction {
+        match exit.actor.transaction.or(ended_transaction) {
             Some(txn) => {
                 transaction
                     .prepare_cached(
@@ -335,9 +340,9 @@ fn apply_file(
         writer.boot_no,
         &event.actor,
     )?;
-    let mut entry = rows::entry_from_event(event, inode, Some(process), &writer.boot_id);
     let persist_writer = keeps_source || keeps_target || watched_inode || watched_exchanged;
     if !persist_writer {
+        let entry = rows::entry_from_event(event, inode, Some(process), &writer.boot_id);
         cache_file_event(writer, event, inode, entry);
         return Ok(());
     }
@@ -351,21 +356,23 @@ fn apply_file(
         flushed |= flush_cached(transaction, writer, *file)?;
     }
     let arrives_from_outside = names_target(event.op) && !keeps_source && keeps_target;
+    let process = writer.processes.get_mut(key).map(|process| &*process);
+    let mut row = EntryRow::of_event(event, inode, process);
     if arrives_from_outside && !watched_inode && !flushed && writer.cache.evictions() > 0 {
         // The memory cache has dropped inodes: this one's earlier operations may be among them.
-        entry.prior_history_unknown = true;
+        row.prior_history_unknown = true;
     }
-    rows::insert_entry(transaction, writer.boot_no, &entry)?;
+    rows::insert_row(transaction, writer.boot_no, &row)?;
     if let (Some(other), Some(target), Some(file)) = (exchanged, target, inode) {
         // The exchanged inode now sits at the source name: record the exchange in its history.
-        let mirrored = HistoryEntry {
+        let mirrored = EntryRow {
             file: Some(other),
-            path: entry_path(target),
-            target: Some(entry.path.clone()),
+            path: target.into(),
+            target: Some(row.path),
             replaced: Some(file),
-            ..entry.clone()
+            ..row
         };
-        rows::insert_entry(transaction, writer.boot_no, &mirrored)?;
+        rows::insert_row(transaction, writer.boot_no, &mirrored)?;
     }
     update_names(transaction, writer, event, inode)?;
     if let Some(file) = inode {
@@ -373,10 +380,6 @@ fn apply_file(
         writer.watched_inodes.insert(file);
     }
     Ok(())
-}
-
-fn entry_path(path: &ReportedPath) -> RecordedPath {
-    rows::recorded(path)
 }
 
 /// Keeps an operation outside the watched roots in memory, and the names it establishes.
@@ -480,24 +483,106 @@ fn update_names(
             };
             if event.op == FileOp::Rename {
                 remove_name(transaction, writer, source, event.time)?;
+                move_names_below(transaction, writer, source, target, event.time)?;
             }
             if event.op == FileOp::RenameExchange
                 && let Some(other) = event.replaced
             {
                 set_name(transaction, writer, source, other, event.time)?;
             }
-            if let Some(file) = inode {
-                // Stored events make the inode watched: all its names go to the names table.
-                writer.watched_inodes.insert(file);
-                set_name(transaction, writer, target, file, event.time)?;
-                writer.cache.remove_name(&target.bytes);
+            match inode {
+                Some(file) => {
+                    // Stored events make the inode watched: all its names go to the names table.
+                    writer.watched_inodes.insert(file);
+                    set_name(transaction, writer, target, file, event.time)?;
+                    writer.cache.remove_name(&target.bytes);
+                }
+                // The target now names an unknown inode: forget what it named before.
+                None => forget_name(transaction, writer, target)?,
             }
         }
         FileOp::Unlink | FileOp::Rmdir => remove_name(transaction, writer, source, event.time)?,
+        // An O_TMPFILE open names the directory, not the new inode.
+        FileOp::OpenWrite if event.flags & TMPFILE == TMPFILE => {}
         _ => {
             if let Some(file) = inode {
                 set_name(transaction, writer, source, file, event.time)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Drops what the store believed `path` named.
+fn forget_name(
+    transaction: &Transaction<'_>,
+    writer: &mut WriterState,
+    path: &ReportedPath,
+) -> Result<(), StoreError> {
+    writer.cache.remove_name(&path.bytes);
+    writer.known_names.remove(&path.bytes);
+    transaction
+        .prepare_cached("DELETE FROM names WHERE path = ?1")?
+        .execute(params![path.bytes])?;
+    Ok(())
+}
+
+/// A renamed directory takes the names below it along: recorded names move, and cached inodes
+/// below a directory moved into a watched root go to disk with their history.
+fn move_names_below(
+    transaction: &Transaction<'_>,
+    writer: &mut WriterState,
+    source: &ReportedPath,
+    target: &ReportedPath,
+    time: WallNanos,
+) -> Result<(), StoreError> {
+    let anchored =
+        |path: &ReportedPath| !path.truncated && path.origin != PathOrigin::UserUnresolved;
+    if !anchored(source) || !anchored(target) {
+        return Ok(());
+    }
+    let renamed = |name: &[u8]| {
+        let mut moved = target.bytes.clone();
+        moved.extend_from_slice(&name[source.bytes.len()..]);
+        moved
+    };
+    let mut lower = source.bytes.clone();
+    lower.push(b'/');
+    let mut upper = source.bytes.clone();
+    upper.push(b'/' + 1);
+    let below: Vec<(Vec<u8>, i64, i64, Option<i64>)> = transaction
+        .prepare_cached(
+            "SELECT path, dev, ino, removed_at FROM names WHERE path > ?1 AND path < ?2",
+        )?
+        .query_map(params![lower, upper], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    if !below.is_empty() {
+        writer.known_names.clear();
+    }
+    for (name, dev, ino, removed_at) in below {
+        transaction
+            .prepare_cached("DELETE FROM names WHERE path = ?1")?
+            .execute(params![name])?;
+        if removed_at.is_none() {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO names (path, dev, ino, since, removed_at) \
+                     VALUES (?1, ?2, ?3, ?4, NULL)",
+                )?
+                .execute(params![renamed(&name), dev, ino, to_sql(time)])?;
+        }
+    }
+    if writer.roots.contains(&target.bytes) && !writer.roots.contains(&source.bytes) {
+        for (name, file) in writer.cache.names_below(&source.bytes) {
+            flush_cached(transaction, writer, file)?;
+            let moved = ReportedPath {
+                bytes: renamed(&name),
+                origin: target.origin,
+                truncated: false,
+            };
+            set_name(transaction, writer, &moved, file, time)?;
         }
     }
     Ok(())
@@ -512,6 +597,9 @@ fn set_name(
 ) -> Result<(), StoreError> {
     let named_here = writer.roots.contains(&path.bytes) || writer.watched_inodes.contains(&file);
     if path.truncated || path.origin == PathOrigin::UserUnresolved || !named_here {
+        return Ok(());
+    }
+    if writer.known_names.get(&path.bytes) == Some(&file) {
         return Ok(());
     }
     transaction
@@ -529,8 +617,15 @@ fn set_name(
             to_sql(time)
         ])?;
     writer.watched_inodes.insert(file);
+    if writer.known_names.len() >= KNOWN_NAMES_CAPACITY {
+        writer.known_names.clear();
+    }
+    writer.known_names.insert(path.bytes.clone(), file);
     Ok(())
 }
+
+/// Most names remembered as already recorded (the memo is simply cleared when full).
+const KNOWN_NAMES_CAPACITY: usize = 65_536;
 
 fn remove_name(
     transaction: &Transaction<'_>,
@@ -542,6 +637,7 @@ fn remove_name(
         return Ok(());
     }
     writer.cache.remove_name(&path.bytes);
+    writer.known_names.remove(&path.bytes);
     transaction
         .prepare_cached("UPDATE names SET removed_at = ?2 WHERE path = ?1 AND removed_at IS NULL")?
         .execute(params![path.bytes, to_sql(time)])?;

@@ -8,7 +8,9 @@ use super::model::{EntryOp, HistoryEntry};
 use crate::events::{FileId, FileOp};
 
 /// Most operations kept per inode; older ones are dropped (and the history marked incomplete).
-const MAX_ENTRIES_PER_INODE: usize = 64;
+const MAX_ENTRIES_PER_INODE: usize = 32;
+/// Operations kept in all, per inode of capacity: bounds memory when many inodes are busy.
+const ENTRIES_PER_CAPACITY_SLOT: usize = 4;
 
 /// `O_CREAT | O_EXCL`: an open with both created the file.
 const CREATE_EXCLUSIVE: u64 = (libc::O_CREAT | libc::O_EXCL) as u64;
@@ -29,14 +31,20 @@ pub struct MemoryCache {
     by_age: BTreeMap<u64, FileId>,
     names: HashMap<Vec<u8>, FileId>,
     capacity: usize,
+    total_entries: usize,
     clock: u64,
     evictions: u64,
 }
 
+/// `O_TMPFILE` (includes `O_DIRECTORY`): an open that made a new, nameless inode.
+pub const TMPFILE: u64 = libc::O_TMPFILE as u64;
+
 /// The entry brings its inode into existence: nothing can have happened to it before.
 pub fn creates_inode(entry: &HistoryEntry) -> bool {
     match entry.op {
-        EntryOp::File(FileOp::OpenWrite) => entry.flags & CREATE_EXCLUSIVE == CREATE_EXCLUSIVE,
+        EntryOp::File(FileOp::OpenWrite) => {
+            entry.flags & CREATE_EXCLUSIVE == CREATE_EXCLUSIVE || entry.flags & TMPFILE == TMPFILE
+        }
         EntryOp::File(FileOp::Mknod | FileOp::Symlink) => true,
         _ => false,
     }
@@ -49,6 +57,7 @@ impl MemoryCache {
             by_age: BTreeMap::new(),
             names: HashMap::new(),
             capacity: capacity.max(1),
+            total_entries: 0,
             clock: 0,
             evictions: 0,
         }
@@ -89,8 +98,41 @@ impl MemoryCache {
         if cached.entries.len() >= MAX_ENTRIES_PER_INODE {
             cached.entries.remove(0);
             cached.prior_unknown = true;
+            self.total_entries -= 1;
         }
         cached.entries.push(entry);
+        self.total_entries += 1;
+        while self.total_entries > self.capacity.saturating_mul(ENTRIES_PER_CAPACITY_SLOT) {
+            if !self.evict_oldest_except(inode) {
+                break;
+            }
+        }
+    }
+
+    /// Evicts the least recently used inode other than `keep`; false if there is none.
+    fn evict_oldest_except(&mut self, keep: FileId) -> bool {
+        let oldest = self.by_age.values().copied().find(|inode| *inode != keep);
+        match oldest {
+            Some(oldest) => {
+                self.take(&oldest);
+                self.evictions += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cached names below directory `directory` (for a directory moved into a watched root).
+    pub fn names_below(&self, directory: &[u8]) -> Vec<(Vec<u8>, FileId)> {
+        self.names
+            .iter()
+            .filter(|(name, _)| {
+                name.len() > directory.len() + 1
+                    && name.starts_with(directory)
+                    && name[directory.len()] == b'/'
+            })
+            .map(|(name, inode)| (name.clone(), *inode))
+            .collect()
     }
 
     /// `path` now names `inode`.
@@ -121,6 +163,7 @@ impl MemoryCache {
     pub fn take(&mut self, inode: &FileId) -> Option<CachedInode> {
         let cached = self.inodes.remove(inode)?;
         self.by_age.remove(&cached.stamp);
+        self.total_entries -= cached.entries.len();
         for name in &cached.names {
             if self.names.get(name) == Some(inode) {
                 self.names.remove(name);

@@ -14,12 +14,12 @@ use super::{
     Store, StoreError,
     bytes::ByteText,
     model::{
-        EntrySource, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, PendingRequest,
-        RecordedPath, TransactionRecord, VerdictRecord,
+        EntryOp, EntrySource, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness,
+        PendingRequest, RecordedPath, TransactionRecord, VerdictRecord,
     },
     now,
 };
-use crate::events::{FileId, PathOrigin, WallNanos};
+use crate::events::{FileId, FileOp, PathOrigin, WallNanos};
 
 /// Most gaps and verdicts an explanation lists (the most recent ones).
 const MAX_LISTED: u32 = 50;
@@ -37,6 +37,9 @@ pub struct CurrentFile {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     pub path: ByteText,
+    /// The path with its directory resolved (symlinks such as usr-merge `/bin` followed), when
+    /// that differs: the recorder reports resolved paths, so the history is looked up by it.
+    pub resolved_path: Option<ByteText>,
     pub generated_at: WallNanos,
     /// `None`: the path does not exist now (or cannot be examined).
     pub current: Option<CurrentFile>,
@@ -51,7 +54,9 @@ pub struct Explanation {
 
 impl Store {
     /// The story of `path` (examining the file now with `lstat`).
-    pub fn explain(&self, path: &Path) -> Result<Explanation, StoreError> {
+    pub fn explain(&self, requested: &Path) -> Result<Explanation, StoreError> {
+        let resolved = resolve_directory(requested);
+        let path = resolved.as_deref().unwrap_or(requested);
         let current = std::fs::symlink_metadata(path)
             .ok()
             .map(|metadata| CurrentFile {
@@ -74,15 +79,24 @@ impl Store {
         let mut gaps = self.gaps_overlapping(history.earliest_relevant, generated_at)?;
         let gaps_not_listed = gaps.len().saturating_sub(MAX_LISTED as usize);
         gaps.drain(..gaps_not_listed);
-        let verdicts = self.verdicts_for(path, MAX_LISTED)?;
-        let path_text = path.as_os_str().as_bytes();
+        // Verdicts and requests may name the path as syscheck saw it or resolved.
+        let mut verdicts = self.verdicts_for(path, MAX_LISTED)?;
+        if path != requested {
+            verdicts.extend(self.verdicts_for(requested, MAX_LISTED)?);
+            verdicts.sort_by_key(|verdict| verdict.time);
+        }
+        let names = [
+            requested.as_os_str().as_bytes(),
+            path.as_os_str().as_bytes(),
+        ];
         let pending = self
             .pending()?
             .into_iter()
-            .filter(|request| request.alert.path.as_bytes() == path_text)
+            .filter(|request| names.contains(&request.alert.path.as_bytes()))
             .collect();
         Ok(Explanation {
-            path: ByteText(path_text.to_vec()),
+            path: ByteText(requested.as_os_str().as_bytes().to_vec()),
+            resolved_path: resolved.map(|path| ByteText(path.as_os_str().as_bytes().to_vec())),
             generated_at,
             current,
             history,
@@ -93,6 +107,16 @@ impl Store {
             pending,
         })
     }
+}
+
+/// `path` with its parent directory canonicalized, if that changes it.
+fn resolve_directory(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?;
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())?;
+    let resolved = std::fs::canonicalize(parent).ok()?.join(name);
+    (resolved != path).then_some(resolved)
 }
 
 /// A wall-clock time in UTC with milliseconds.
@@ -125,6 +149,45 @@ fn describe_path(path: &RecordedPath) -> String {
         PathOrigin::UserUnresolved => text.push_str(" (as the caller wrote it, unresolved)"),
     }
     text
+}
+
+/// A NUL-separated command line as shell-like words: each escaped, quoted when it has spaces.
+fn describe_cmdline(cmdline: &[u8]) -> String {
+    let cmdline = cmdline.strip_suffix(b"\0").unwrap_or(cmdline);
+    cmdline
+        .split(|&byte| byte == 0)
+        .map(|word| {
+            let text = super::bytes::escape(word);
+            if text.is_empty() || text.contains([' ', '\'', '"']) {
+                format!("'{}'", text.replace('\'', "\\'"))
+            } else {
+                text
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Open flags by name (access mode and the flags that matter for provenance).
+fn describe_open_flags(flags: u64) -> String {
+    let flags = flags as libc::c_int;
+    let mut names = vec![match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => "O_RDONLY",
+        libc::O_WRONLY => "O_WRONLY",
+        _ => "O_RDWR",
+    }];
+    for (flag, name) in [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_TMPFILE & !libc::O_DIRECTORY, "O_TMPFILE"),
+    ] {
+        if flags & flag == flag {
+            names.push(name);
+        }
+    }
+    names.join("|")
 }
 
 fn describe_status(status: i32) -> String {
@@ -173,7 +236,9 @@ fn write_entry(f: &mut Formatter<'_>, entry: &HistoryEntry) -> fmt::Result {
         )?,
         None => writeln!(f, ", outside any package transaction")?,
     }
-    if entry.flags != 0 {
+    if entry.op == EntryOp::File(FileOp::OpenWrite) {
+        writeln!(f, "      opened {}", describe_open_flags(entry.flags))?;
+    } else if entry.flags != 0 {
         writeln!(f, "      flags {:#o}", entry.flags)?;
     }
     match entry.source {
@@ -231,7 +296,11 @@ fn write_transaction(f: &mut Formatter<'_>, record: &TransactionRecord) -> fmt::
         "  transaction {} (boot {}): {} as pid {}, uid {}",
         record.key.id, record.key.boot, record.exe, record.root_pid, record.uid
     )?;
-    writeln!(f, "      command line: {}", record.cmdline)?;
+    writeln!(
+        f,
+        "      command line: {}",
+        describe_cmdline(record.cmdline.as_bytes())
+    )?;
     let end = match (record.ended, record.exit_status) {
         (Some(ended), Some(status)) => {
             format!(
@@ -254,6 +323,9 @@ impl Display for Explanation {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let history = &self.history;
         writeln!(f, "{}", self.path)?;
+        if let Some(resolved) = &self.resolved_path {
+            writeln!(f, "  resolved: {resolved}")?;
+        }
         match &self.current {
             Some(current) => writeln!(
                 f,
@@ -351,12 +423,11 @@ impl Display for Explanation {
         }
         for gap in &self.gaps {
             let to = gap.to.map_or_else(|| "now (open)".to_owned(), format_time);
+            let kind = gap.kind.as_str().replace('_', " ");
             writeln!(
                 f,
-                "  {} .. {}  {:?}: {}",
+                "  {} .. {to}  {kind}: {}",
                 format_time(gap.from),
-                to,
-                gap.kind,
                 gap.detail
             )?;
         }

@@ -53,7 +53,13 @@ impl Store {
             Some(file) => self.inode_entries(file, trusted_time.unwrap_or(0), &mut seen)?,
             None => Vec::new(),
         };
-        let path_events = self.path_entries(path, path_cutoff, &mut seen)?;
+        // Operations naming the path whose inode is unknown may have been on this file.
+        let (unknown_inode, path_events): (Vec<_>, Vec<_>) = self
+            .path_entries(path, path_cutoff, &mut seen)?
+            .into_iter()
+            .partition(|entry| entry.file.is_none());
+        entries.extend(unknown_inode);
+        entries.sort_by_key(|entry| entry.time);
         let possibly_related = self.unanchored_entries(path, path_cutoff, &seen)?;
         if let Some(file) = file {
             entries.extend(self.memory_only_entries(file, trusted_time.unwrap_or(0)));
@@ -276,6 +282,7 @@ impl Store {
             }
         }
         transaction.commit()?;
+        writer.known_names.remove(path);
         writer.watched_inodes.insert(baseline.file);
         Ok(())
     }

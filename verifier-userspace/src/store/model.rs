@@ -326,7 +326,8 @@ pub struct FileHistory {
     pub start: HistoryStart,
     /// Gaps must be checked from here on: the start's time, or 0 when unknown.
     pub earliest_relevant: WallNanos,
-    /// Operations on the inode (through any name), chronological.
+    /// Operations on the inode (through any name), and operations naming this path whose inode
+    /// is unknown (they may have been on this file), chronological.
     pub entries: Vec<HistoryEntry>,
     /// Operations naming this path that concern other inodes (previous files replaced or
     /// deleted here), chronological.
@@ -398,4 +399,13 @@ pub struct StoreStats {
     pub memory_cache_inodes: u64,
     /// Processes the daemon tracks in memory.
     pub live_processes: u64,
+}
+
+/// Rows removed by [`Store::prune`](super::Store::prune).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub verdicts: u64,
+    pub file_events: u64,
+    pub names: u64,
+    pub processes: u64,
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     ByteText, Store, StoreError, current_boot_id,
     model::{
-        Baseline, Gap, GapKind, NewGap, PendingRequest, StoreStats, TransactionKey,
+        Baseline, Gap, GapKind, NewGap, PendingRequest, PruneReport, StoreStats, TransactionKey,
         TransactionRecord, VerdictRecord,
     },
     rows::{from_sql, to_sql},
@@ -278,6 +278,45 @@ impl Store {
             );
         }
         Ok(requests)
+    }
+
+    /// Drops what no longer matters from before `before`: verdicts; operations on inodes that
+    /// no path names any more (deleted or replaced files) and their removed names; processes
+    /// that exited and are referenced by no remaining operation or transaction. Histories of
+    /// existing files, transactions and gaps are kept.
+    pub fn prune(&mut self, before: WallNanos) -> Result<PruneReport, StoreError> {
+        let (connection, _) = self.writer()?;
+        let cutoff = i64::try_from(before).unwrap_or(i64::MAX);
+        let transaction = connection.transaction()?;
+        let verdicts =
+            transaction.execute("DELETE FROM verdicts WHERE time < ?1", params![cutoff])?;
+        let file_events = transaction.execute(
+            "DELETE FROM file_events WHERE time < ?1 AND dev IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM names WHERE names.dev = file_events.dev \
+              AND names.ino = file_events.ino AND names.removed_at IS NULL)",
+            params![cutoff],
+        )?;
+        let names = transaction.execute(
+            "DELETE FROM names WHERE removed_at IS NOT NULL AND removed_at < ?1",
+            params![cutoff],
+        )?;
+        let processes = transaction.execute(
+            "DELETE FROM processes WHERE exit_time IS NOT NULL AND exit_time < ?1 \
+             AND NOT EXISTS (SELECT 1 FROM file_events WHERE file_events.boot = processes.boot \
+              AND file_events.pid = processes.pid \
+              AND file_events.start_time = processes.start_time) \
+             AND NOT EXISTS (SELECT 1 FROM transactions WHERE transactions.boot = processes.boot \
+              AND transactions.root_pid = processes.pid \
+              AND transactions.root_start_time = processes.start_time)",
+            params![cutoff],
+        )?;
+        transaction.commit()?;
+        Ok(PruneReport {
+            verdicts: verdicts as u64,
+            file_events: file_events as u64,
+            names: names as u64,
+            processes: processes as u64,
+        })
     }
 
     /// Size on disk and row counts.

@@ -9,7 +9,7 @@ use super::{
     model::{EntryOp, EntrySource, HistoryEntry, RecordedPath, Writer},
     processes::ProcessInfo,
 };
-use crate::events::{FileEvent, FileId, PathOrigin, ReportedPath, TransactionRef};
+use crate::events::{FileEvent, FileId, FileOp, PathOrigin, ReportedPath, TransactionRef};
 
 /// u64 → i64 keeping the bit pattern (SQLite integers are signed).
 pub fn to_sql(value: u64) -> i64 {
@@ -151,11 +151,136 @@ pub fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, HistoryEntry)> {
     Ok((row.get(28)?, entry))
 }
 
+/// A path column pair, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRef<'a> {
+    pub bytes: &'a [u8],
+    pub origin: PathOrigin,
+    pub truncated: bool,
+}
+
+impl PathRef<'_> {
+    fn is_unanchored(&self) -> bool {
+        self.truncated || self.origin == PathOrigin::UserUnresolved
+    }
+}
+
+impl<'a> From<&'a ReportedPath> for PathRef<'a> {
+    fn from(path: &'a ReportedPath) -> Self {
+        Self {
+            bytes: &path.bytes,
+            origin: path.origin,
+            truncated: path.truncated,
+        }
+    }
+}
+
+impl<'a> From<&'a RecordedPath> for PathRef<'a> {
+    fn from(path: &'a RecordedPath) -> Self {
+        Self {
+            bytes: path.path.as_bytes(),
+            origin: path.origin,
+            truncated: path.truncated,
+        }
+    }
+}
+
+/// One `file_events` row, borrowed: what [`insert_entry`] writes, without copying the event.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRow<'a> {
+    pub time: u64,
+    pub op: EntryOp,
+    pub file: Option<FileId>,
+    pub path: PathRef<'a>,
+    pub target: Option<PathRef<'a>>,
+    pub replaced: Option<FileId>,
+    pub flags: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub start_time_ns: u64,
+    pub uid: u32,
+    pub euid: u32,
+    pub comm: &'a [u8],
+    pub exe: Option<&'a [u8]>,
+    pub exe_file: Option<FileId>,
+    pub transaction: Option<TransactionRef>,
+    pub source: EntrySource,
+    pub prior_history_unknown: bool,
+}
+
+impl<'a> EntryRow<'a> {
+    /// The row of a file event, attributed to what the process runs.
+    pub fn of_event(
+        event: &'a FileEvent,
+        inode: Option<FileId>,
+        process: Option<&'a ProcessInfo>,
+    ) -> Self {
+        let actor = &event.actor;
+        Self {
+            time: event.time,
+            op: EntryOp::File(event.op),
+            file: inode,
+            path: (&event.path).into(),
+            target: event.target.as_ref().map(PathRef::from),
+            replaced: event.replaced,
+            flags: event.flags,
+            pid: actor.pid,
+            tid: actor.tid,
+            ppid: actor.ppid,
+            start_time_ns: actor.start_time_ns,
+            uid: actor.uid,
+            euid: actor.euid,
+            comm: &actor.comm,
+            exe: process.and_then(|info| info.exe.as_deref()),
+            exe_file: process.and_then(|info| info.exe_file),
+            transaction: actor.transaction,
+            source: EntrySource::Recorded,
+            prior_history_unknown: false,
+        }
+    }
+
+    /// The row of an owned entry.
+    pub fn of_entry(entry: &'a HistoryEntry) -> Self {
+        let writer = &entry.writer;
+        Self {
+            time: entry.time,
+            op: entry.op,
+            file: entry.file,
+            path: (&entry.path).into(),
+            target: entry.target.as_ref().map(PathRef::from),
+            replaced: entry.replaced,
+            flags: entry.flags,
+            pid: writer.pid,
+            tid: writer.tid,
+            ppid: writer.ppid,
+            start_time_ns: writer.start_time_ns,
+            uid: writer.uid,
+            euid: writer.euid,
+            comm: writer.comm.as_bytes(),
+            exe: writer.exe.as_ref().map(ByteText::as_bytes),
+            exe_file: writer.exe_file,
+            transaction: writer.transaction,
+            source: entry.source,
+            prior_history_unknown: entry.prior_history_unknown,
+        }
+    }
+}
+
 /// Inserts one entry (of the given boot number).
 pub fn insert_entry(
     transaction: &Transaction<'_>,
     boot: i64,
     entry: &HistoryEntry,
+) -> Result<(), StoreError> {
+    insert_row(transaction, boot, &EntryRow::of_entry(entry))
+}
+
+/// Inserts one row (of the given boot number).
+pub fn insert_row(
+    transaction: &Transaction<'_>,
+    boot: i64,
+    row: &EntryRow<'_>,
 ) -> Result<(), StoreError> {
     let mut statement = transaction.prepare_cached(
         "INSERT INTO file_events (time, op, dev, ino, path, path_origin, path_truncated, target, \
@@ -164,47 +289,42 @@ pub fn insert_entry(
          source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
          ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
     )?;
-    let writer = &entry.writer;
-    let target = entry.target.as_ref();
-    let unanchored = entry.path.is_unanchored()
+    let target = row.target;
+    let unanchored = row.path.is_unanchored()
         || (matches!(
-            entry.op,
-            EntryOp::File(
-                crate::events::FileOp::Rename
-                    | crate::events::FileOp::RenameExchange
-                    | crate::events::FileOp::Link
-            )
-        ) && target.is_some_and(RecordedPath::is_unanchored));
+            row.op,
+            EntryOp::File(FileOp::Rename | FileOp::RenameExchange | FileOp::Link)
+        ) && target.is_some_and(|target| target.is_unanchored()));
     statement.execute(params![
-        to_sql(entry.time),
-        entry.op.as_str(),
-        entry.file.map(|file| to_sql(file.dev)),
-        entry.file.map(|file| to_sql(file.ino)),
-        entry.path.path.as_bytes(),
-        origin_str(entry.path.origin),
-        entry.path.truncated,
-        target.map(|target| target.path.as_bytes()),
+        to_sql(row.time),
+        row.op.as_str(),
+        row.file.map(|file| to_sql(file.dev)),
+        row.file.map(|file| to_sql(file.ino)),
+        row.path.bytes,
+        origin_str(row.path.origin),
+        row.path.truncated,
+        target.map(|target| target.bytes),
         target.map(|target| origin_str(target.origin)),
         target.map(|target| target.truncated),
-        entry.replaced.map(|file| to_sql(file.dev)),
-        entry.replaced.map(|file| to_sql(file.ino)),
-        to_sql(entry.flags),
+        row.replaced.map(|file| to_sql(file.dev)),
+        row.replaced.map(|file| to_sql(file.ino)),
+        to_sql(row.flags),
         unanchored,
         boot,
-        writer.pid,
-        writer.tid,
-        writer.ppid,
-        to_sql(writer.start_time_ns),
-        writer.uid,
-        writer.euid,
-        writer.comm.as_bytes(),
-        writer.exe.as_ref().map(ByteText::as_bytes),
-        writer.exe_file.map(|file| to_sql(file.dev)),
-        writer.exe_file.map(|file| to_sql(file.ino)),
-        writer.transaction.map(|transaction| to_sql(transaction.id)),
-        writer.transaction.map(|transaction| transaction.depth),
-        entry.source.as_str(),
-        entry.prior_history_unknown,
+        row.pid,
+        row.tid,
+        row.ppid,
+        to_sql(row.start_time_ns),
+        row.uid,
+        row.euid,
+        row.comm,
+        row.exe,
+        row.exe_file.map(|file| to_sql(file.dev)),
+        row.exe_file.map(|file| to_sql(file.ino)),
+        row.transaction.map(|transaction| to_sql(transaction.id)),
+        row.transaction.map(|transaction| transaction.depth),
+        row.source.as_str(),
+        row.prior_history_unknown,
     ])?;
     Ok(())
 }

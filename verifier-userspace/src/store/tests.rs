@@ -393,7 +393,7 @@ fn unlinked_file_is_still_explained() {
         .file_history(Path::new("/etc/gone.conf"), None)
         .unwrap();
     assert_eq!(
-        ops(&history.path_events),
+        ops(&history.entries),
         vec![(20, EntryOp::File(FileOp::Unlink))]
     );
 
@@ -923,7 +923,7 @@ fn explain_json_and_text_tell_the_dpkg_story() {
         "/usr/bin/hello.dpkg-new -> /usr/bin/hello",
         "running /usr/bin/dpkg",
         "transaction 7",
-        "dpkg\\x00-i\\x00hello.deb",
+        "command line: dpkg -i hello.deb",
         "exit code 0",
         "/var/lib/dpkg/lock",
     ] {
@@ -938,4 +938,175 @@ fn explain_json_and_text_tell_the_dpkg_story() {
 fn store_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Store>();
+}
+
+#[test]
+fn directory_moved_into_a_watched_root_brings_its_files_histories() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/tmp/kit/evil", 81, CREATE_EXCLUSIVE),
+            shell.rename(20, b"/tmp/kit", b"/usr/bin/kit", 80, None),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/kit/evil"), Some(inode(81)))
+        .unwrap();
+    assert_eq!(
+        ops(&history.entries),
+        vec![(10, EntryOp::File(FileOp::OpenWrite))]
+    );
+    assert_eq!(history.entries[0].source, EntrySource::MemoryCache);
+    assert_eq!(history.recorded_file, Some(inode(81)));
+
+    // A watched directory renamed within the roots: recorded names follow.
+    store
+        .apply(&[
+            shell.write(30, b"/etc/app/conf", 91, WRITE),
+            shell.rename(40, b"/etc/app", b"/etc/app.old", 90, None),
+        ])
+        .unwrap();
+    let moved = store
+        .file_history(Path::new("/etc/app.old/conf"), Some(inode(91)))
+        .unwrap();
+    assert_eq!(moved.recorded_file, Some(inode(91)));
+    assert!(moved.incomplete.is_empty(), "{:?}", moved.incomplete);
+    let old = store
+        .file_history(Path::new("/etc/app/conf"), None)
+        .unwrap();
+    assert_eq!(old.recorded_file, None);
+}
+
+#[test]
+fn memory_cache_is_bounded_in_entries() {
+    let mut cache = cache::MemoryCache::new(4);
+    let shell = Proc::new(900, b"sh");
+    for index in 0..100u64 {
+        let Event::File(event) = shell.write(index, b"/tmp/x", 1 + index % 8, WRITE) else {
+            unreachable!()
+        };
+        cache.record(
+            inode(1 + index % 8),
+            rows::entry_from_event(&event, None, None, BOOT),
+        );
+    }
+    assert!(cache.len() <= 4);
+    assert!(cache.evictions() > 0);
+}
+
+#[test]
+fn explain_follows_a_symlinked_directory_like_usr_merge() {
+    use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
+    let dir = TempDir::new().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let real = base.join("usr-bin");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, base.join("bin")).unwrap();
+    let file = real.join("tool");
+    std::fs::write(&file, b"x").unwrap();
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    let dev = std::fs::metadata(&file).unwrap().dev();
+
+    let recorder = RecorderConfig {
+        watched_roots: vec![real.clone()],
+        ..RecorderConfig::default()
+    };
+    let mut store = Store::open_for_boot(&base.join("state"), &recorder, BOOT).unwrap();
+    let mut write = match Proc::new(900, b"sh").write(10, file.as_os_str().as_bytes(), 0, WRITE) {
+        Event::File(event) => event,
+        _ => unreachable!(),
+    };
+    write.file = Some(FileId { dev, ino });
+    store.apply(&[Event::File(write)]).unwrap();
+
+    let explanation = store.explain(&base.join("bin/tool")).unwrap();
+    assert_eq!(
+        explanation.resolved_path.as_ref().unwrap().as_bytes(),
+        file.as_os_str().as_bytes()
+    );
+    assert_eq!(explanation.history.entries.len(), 1);
+    assert_eq!(explanation.history.recorded_file, Some(FileId { dev, ino }));
+    assert!(explanation.history.incomplete.is_empty());
+}
+
+#[test]
+fn tmpfile_linked_into_place_is_a_created_inode() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let installer = Proc::new(940, b"install");
+    store
+        .apply(&[
+            installer.write(10, b"/usr/bin", 55, cache::TMPFILE | WRITE),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/usr/bin/fresh")),
+                ..installer.file(20, FileOp::Link, b"/proc/self/fd/3", Some(55))
+            }),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/fresh"), Some(inode(55)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Created { time: 10 });
+    assert!(history.incomplete.is_empty(), "{:?}", history.incomplete);
+    let directory = store.file_history(Path::new("/usr/bin"), None).unwrap();
+    assert_eq!(
+        directory.recorded_file, None,
+        "the directory is not the tmpfile"
+    );
+}
+
+#[test]
+fn rename_of_an_unknown_inode_forgets_the_target_name() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.write(10, b"/etc/motd", 20, WRITE),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/etc/motd")),
+                ..shell.file(20, FileOp::Rename, b"/etc/motd.new", None)
+            }),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/etc/motd"), Some(inode(21)))
+        .unwrap();
+    assert_eq!(history.recorded_file, None);
+    assert_eq!(
+        ops(&history.entries),
+        vec![(20, EntryOp::File(FileOp::Rename))]
+    );
+    assert_eq!(
+        ops(&history.path_events),
+        vec![(10, EntryOp::File(FileOp::OpenWrite))]
+    );
+}
+
+#[test]
+fn prune_drops_deleted_files_but_keeps_existing_histories() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    store
+        .apply(&[
+            shell.exec(5, b"/usr/bin/sh", 3, b"sh", false),
+            shell.write(10, b"/etc/kept", 1, WRITE),
+            shell.write(11, b"/etc/gone", 2, WRITE),
+            Event::File(shell.file(12, FileOp::Unlink, b"/etc/gone", None)),
+            shell.exit(13, 0, false),
+        ])
+        .unwrap();
+    let report = store.prune(100).unwrap();
+    assert_eq!(report.file_events, 2, "{report:?}");
+    assert_eq!(report.names, 1);
+    assert_eq!(report.processes, 0, "still referenced by /etc/kept's write");
+    let kept = store
+        .file_history(Path::new("/etc/kept"), Some(inode(1)))
+        .unwrap();
+    assert_eq!(kept.entries.len(), 1);
+    let gone = store.file_history(Path::new("/etc/gone"), None).unwrap();
+    assert!(gone.entries.is_empty());
 }
