@@ -142,6 +142,32 @@ pub fn read_alert(alerts_log: &Path, id: &AlertId) -> Result<SyscheckAlert, Aler
     parse_block(&block, id)
 }
 
+/// Reads the alert from `alerts_log`, or, when it is not there because OSSEC rotated the log at
+/// midnight between writing the alert and running us, from the day's rotated log
+/// (`<alerts dir>/<YYYY>/<Mon>/ossec-alerts-<DD>.log`, named from the alert's epoch).
+pub fn read_alert_or_rotated(
+    alerts_log: &Path,
+    id: &AlertId,
+) -> Result<SyscheckAlert, AlertsLogError> {
+    match read_alert(alerts_log, id) {
+        Err(error @ (AlertsLogError::PastEnd { .. } | AlertsLogError::HeaderMismatch { .. })) => {
+            let rotated = rotated_path(alerts_log, id.epoch);
+            match rotated {
+                Some(rotated) if rotated.is_file() => read_alert(&rotated, id),
+                _ => Err(error),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Where OSSEC moves `alerts.log` for the day of `epoch`.
+pub fn rotated_path(alerts_log: &Path, epoch: u64) -> Option<PathBuf> {
+    let (year, month, day) = crate::ar::log::local_date(epoch);
+    let dir = alerts_log.parent()?;
+    Some(dir.join(format!("{year}/{month}/ossec-alerts-{day:02}.log")))
+}
+
 /// Parses the block that starts at the beginning of `block` (bytes from the alert's offset on).
 pub fn parse_block(block: &[u8], id: &AlertId) -> Result<SyscheckAlert, AlertsLogError> {
     let id_text = id.to_string();

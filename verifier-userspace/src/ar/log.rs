@@ -304,6 +304,13 @@ pub fn wazuh_date(when: SystemTime) -> String {
     )
 }
 
+/// The local calendar date of `epoch` as (year, English month abbreviation, day of month): how
+/// OSSEC names its rotated alert logs (`alerts/<YYYY>/<Mon>/ossec-alerts-<DD>.log`).
+pub fn local_date(epoch: u64) -> (i64, &'static str, i64) {
+    let t = civil_time(UNIX_EPOCH + std::time::Duration::from_secs(epoch));
+    (t.year, MONTHS[t.month0 % 12], t.day)
+}
+
 /// Local time via the C library (chrono cannot name the zone the way `date` does). A zone whose
 /// abbreviation the `ar_log` decoder would not accept (e.g. `+03`) is replaced by UTC.
 fn civil_time(when: SystemTime) -> CivilTime {

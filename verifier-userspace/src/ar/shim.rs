@@ -174,7 +174,7 @@ impl Shim {
             Err(error) => return self.fail(&known, &error.to_string()),
         };
         let alerts_log_path = &self.config.active_response.alerts_log;
-        let alert = match alerts_log::read_alert(alerts_log_path, &id) {
+        let alert = match alerts_log::read_alert_or_rotated(alerts_log_path, &id) {
             Ok(alert) => alert,
             Err(error) => return self.fail(&known, &format!("cannot read the alert: {error}")),
         };

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
+        .with_ansi(false)
         .init();
     let exit = verifier::ar::shim::run(std::env::args_os().collect());
     ExitCode::from(exit.code())

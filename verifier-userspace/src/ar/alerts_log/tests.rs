@@ -338,3 +338,33 @@ fn diff_text_is_never_read_for_hashes() {
         None
     );
 }
+
+#[test]
+fn rotated_log_is_found_by_the_alert_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts_log = dir.path().join("alerts.log");
+    std::fs::write(&alerts_log, b"** Alert 1705400000.0: - ossec,syscheck,\n").unwrap();
+    let rotated = rotated_path(&alerts_log, 1_705_314_151).unwrap();
+    let (year, month, day) = crate::ar::log::local_date(1_705_314_151);
+    assert!(rotated.ends_with(format!("{year}/{month}/ossec-alerts-{day:02}.log")));
+    std::fs::create_dir_all(rotated.parent().unwrap()).unwrap();
+    std::fs::copy(fixture("ossec-3.7-local-alerts.log"), &rotated).unwrap();
+    let id = "1705314211.443".parse().unwrap();
+    assert!(read_alert(&alerts_log, &id).is_err());
+    assert_eq!(
+        read_alert_or_rotated(&alerts_log, &id).unwrap().path,
+        "/etc/default/grub"
+    );
+    // Only "not there" is retried in the rotated log; other errors stand.
+    let inside = "1705314151.5".parse().unwrap();
+    assert!(matches!(
+        read_alert_or_rotated(&alerts_log, &inside),
+        Err(AlertsLogError::NotLineStart { .. })
+    ));
+    // No rotated log for that day: the original error stands.
+    let later = "1800000000.99".parse().unwrap();
+    assert!(matches!(
+        read_alert_or_rotated(&alerts_log, &later),
+        Err(AlertsLogError::PastEnd { .. })
+    ));
+}
