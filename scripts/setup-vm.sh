@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Make this machine able to boot stock Debian kernels under qemu (TCG) for `cargo xtask vm`.
 # Installs qemu-system-x86 from bookworm-backports (bookworm's own 7.2 would silently remove the
-# machine's qemu-utils 10.x) and busybox-static. When bookworm-backports is not in the apt sources,
-# apt is pointed at a private source list and private package lists under $VM_APT_DIR, so nothing
-# in /etc changes. Idempotent: a second run checks the installed packages and downloads nothing.
-# Must run as root.
+# machine's qemu-utils 10.x), busybox-static (the guest's userland) and libbpf-dev (for the probe
+# that tells which BPF program types load, attach and fire on each kernel). When bookworm-backports
+# is not in the apt sources, apt is pointed at a private source list and private package lists
+# under $VM_APT_DIR, so nothing in /etc changes. Idempotent: a second run checks the installed
+# packages and downloads nothing. Must run as root.
 set -euo pipefail
 
 VM_APT_DIR=${VM_APT_DIR:-/var/cache/verifier-vm/apt}
@@ -24,12 +25,13 @@ installed_version() {
   dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'
 }
 
-# True when qemu-system-x86 comes from backports (its version carries ~bpo12) and busybox-static is there.
+# True when qemu-system-x86 comes from backports (its version carries ~bpo12) and the others are there.
 already_set_up() {
   local qemu busybox
   qemu=$(installed_version qemu-system-x86)
   busybox=$(installed_version busybox-static)
-  [[ "$qemu" == *bpo12* ]] && [ -n "$busybox" ] && command -v qemu-system-x86_64 >/dev/null
+  [[ "$qemu" == *bpo12* ]] && [ -n "$busybox" ] && [ -n "$(installed_version libbpf-dev)" ] &&
+    command -v qemu-system-x86_64 >/dev/null
 }
 
 backports_in_system_sources() {
@@ -69,15 +71,18 @@ install_packages() {
     mapfile -t options < <(private_apt_options)
     apt-get "${options[@]}" update -qq
   fi
-  log "installing qemu-system-x86 (from ${BACKPORTS}) and busybox-static"
+  log "installing qemu-system-x86 (from ${BACKPORTS}), busybox-static and libbpf-dev"
   apt-get "${options[@]}" install -y -qq --no-install-recommends --no-remove \
-    -t "$BACKPORTS" qemu-system-x86 busybox-static >/dev/null
+    -t "$BACKPORTS" qemu-system-x86 >/dev/null
+  # From bookworm itself: the guest gets libbpf.so.1 from the host, whatever its kernel.
+  apt-get "${options[@]}" install -y -qq --no-install-recommends --no-remove \
+    busybox-static libbpf-dev >/dev/null
 }
 
 main() {
   require_root
   if already_set_up; then
-    log "qemu-system-x86 $(installed_version qemu-system-x86) and busybox-static present"
+    log "qemu-system-x86 $(installed_version qemu-system-x86), busybox-static, libbpf-dev present"
   else
     install_packages
   fi

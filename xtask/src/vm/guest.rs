@@ -42,7 +42,7 @@ echo "VMTEST_LOCKDOWN=$(cat /sys/kernel/security/lockdown 2>/dev/null)"
 "#,
     );
     if let Some(dir) = probe_dir {
-        let _ = writeln!(script, "sh {dir}/probe.sh {dir}");
+        let _ = writeln!(script, "{dir}/{} {dir}/*.o", super::probe::LOADER);
     }
     script.push_str(
         r#"rc=0

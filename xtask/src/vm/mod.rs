@@ -57,10 +57,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let targets = selected_tests(options, &root);
     let workspace_binaries = testbins::build_workspace_binaries()?;
     let tests = testbins::build_tests(&targets)?;
-    let probe_objects = if options.no_probe {
-        Vec::new()
+    let probes = if options.no_probe {
+        None
     } else {
-        probe::build(&cache.join("probe"))?
+        Some(probe::build(&cache.join("probe"))?)
     };
     let mut test_args = vec![
         "--include-ignored".to_owned(),
@@ -74,7 +74,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     for name in &kernel_names {
         eprintln!("xtask vm: ===== kernel {name} =====");
         let result = if name == HOST {
-            run_on_host(&tests, &test_args, &probe_objects, &root)
+            run_on_host(&tests, &test_args, probes.as_ref(), &root)
         } else {
             let spec = kernels::find(name).with_context(|| format!("unknown kernel {name}"))?;
             let initrd = match &initrd {
@@ -83,7 +83,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                     let inputs = GuestInputs {
                         tests: &tests,
                         workspace_binaries: &workspace_binaries,
-                        probe_objects: &probe_objects,
+                        probes: probes.as_ref(),
                         args: &test_args,
                     };
                     let path = build_initramfs(&inputs, &cache)?;
@@ -144,7 +144,7 @@ fn selected_tests(options: &Options, root: &Path) -> Vec<String> {
 struct GuestInputs<'a> {
     tests: &'a [testbins::Executable],
     workspace_binaries: &'a [testbins::Executable],
-    probe_objects: &'a [PathBuf],
+    probes: Option<&'a probe::Built>,
     args: &'a [String],
 }
 
@@ -170,21 +170,17 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
         initramfs.add_executable(&guest, &without_debug_info(&test.path, &stage)?)?;
         guest_tests.push((test.target.clone(), guest));
     }
-    let probe_dir = if inputs.probe_objects.is_empty() {
-        None
-    } else {
-        let bpftool = find_program("bpftool")?;
-        initramfs.add_executable("/usr/sbin/bpftool", &bpftool)?;
-        for object in inputs.probe_objects {
-            let guest = format!("{}/{}", probe::GUEST_DIR, file_name(object)?);
-            initramfs.add_host_file(&guest, object, 0o644)?;
+    let probe_dir = match inputs.probes {
+        None => None,
+        Some(probes) => {
+            let loader = format!("{}/{}", probe::GUEST_DIR, probe::LOADER);
+            initramfs.add_executable(&loader, &probes.loader)?;
+            for object in &probes.objects {
+                let guest = format!("{}/{}", probe::GUEST_DIR, file_name(object)?);
+                initramfs.add_host_file(&guest, object, 0o644)?;
+            }
+            Some(probe::GUEST_DIR)
         }
-        initramfs.add_bytes(
-            &format!("{}/probe.sh", probe::GUEST_DIR),
-            probe::SCRIPT.as_bytes().to_vec(),
-            0o755,
-        );
-        Some(probe::GUEST_DIR)
     };
     let tests: Vec<_> = guest_tests
         .iter()
@@ -225,15 +221,6 @@ fn without_debug_info(binary: &Path, stage: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn find_program(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .with_context(|| format!("{name} is not installed (scripts/setup.sh installs it)"))
-}
-
 fn run_in_vm(
     spec: &kernels::KernelSpec,
     initrd: &Path,
@@ -272,7 +259,7 @@ fn run_in_vm(
 fn run_on_host(
     tests: &[testbins::Executable],
     args: &[String],
-    probe_objects: &[PathBuf],
+    probes: Option<&probe::Built>,
     root: &Path,
 ) -> KernelResult {
     let started = Instant::now();
@@ -290,14 +277,8 @@ fn run_on_host(
             read_trimmed("/sys/kernel/security/lsm")
         ),
     ];
-    if let Some(dir) = probe_objects.first().and_then(|object| object.parent()) {
-        match Command::new("sh")
-            .arg("-c")
-            .arg(probe::SCRIPT)
-            .arg("probe")
-            .arg(dir)
-            .output()
-        {
+    if let Some(probes) = probes {
+        match Command::new(&probes.loader).args(&probes.objects).output() {
             Ok(output) => {
                 let text = String::from_utf8_lossy(&output.stdout);
                 print!("{text}");

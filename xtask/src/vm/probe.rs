@@ -1,6 +1,7 @@
 //! Which BPF program types a kernel accepts: tiny programs in `probe.bpf.c`, one per object,
-//! compiled with clang for the BPF target and loaded with `bpftool prog load` (on the host and in
-//! every guest). The guest-side script prints one `VMPROBE <name>=ok|fail <reason>` line each.
+//! compiled with clang for the BPF target, and `probe_loader.c` (built with the host's cc and
+//! libbpf), which loads, attaches and triggers each one and reads its run counter, on the host and
+//! in every guest. It prints one `VMPROBE <name>=ok hits=<n>` or `=fail <stage>: <reason>` line each.
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -59,54 +60,52 @@ pub const PROBES: &[Probe] = &[
     },
 ];
 
-/// Where the probe objects and script live inside the guest.
+/// Where the loader and the probe objects live inside the guest.
 pub const GUEST_DIR: &str = "/vm/probe";
+/// The loader's file name (host and guest).
+pub const LOADER: &str = "probe-loader";
 
-/// The script that loads every `*.o` in its directory argument and reports each result.
-pub const SCRIPT: &str = r#"#!/bin/sh
-# Loads each BPF probe object with bpftool and prints VMPROBE <name>=ok|fail <reason>.
-dir=$1
-# Pin files directly in bpffs: some kernels refuse mkdir there.
-pin=/sys/fs/bpf/vmprobe_$$
-if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
-  echo "VMPROBE error=bpffs is not mounted at /sys/fs/bpf"
-  exit 0
-fi
-for obj in "$dir"/*.o; do
-  name=$(basename "$obj" .o)
-  if out=$(bpftool prog load "$obj" "${pin}_$name" 2>&1); then
-    echo "VMPROBE $name=ok"
-  else
-    reason=$(printf '%s\n' "$out" | sed -n 's/.*BPF program load failed: //p' | head -n 1)
-    [ -n "$reason" ] || reason=$(printf '%s\n' "$out" | grep -m 1 'libbpf:' | sed 's/^libbpf: //')
-    verifier=$(printf '%s\n' "$out" | grep -B 1 -e '-- END PROG LOAD LOG --' | head -n 1)
-    echo "VMPROBE $name=fail $reason${verifier:+ | $verifier}"
-  fi
-  rm -f "${pin}_$name"
-done
-"#;
+/// The built probe: the loader and one object per probe.
+pub struct Built {
+    pub loader: PathBuf,
+    pub objects: Vec<PathBuf>,
+}
 
-/// Compiles every probe into `out_dir/<name>.o`; returns the objects.
-pub fn build(out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/vm/probe.bpf.c");
+/// Compiles every probe into `out_dir/<name>.o` and the loader into `out_dir/probe-loader`.
+pub fn build(out_dir: &Path) -> anyhow::Result<Built> {
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/vm");
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let clang = clang()?;
     let mut objects = Vec::new();
     for probe in PROBES {
         let object = out_dir.join(format!("{}.o", probe.name));
-        let status = Command::new(&clang)
+        run(Command::new(&clang)
             .args(["-target", "bpf", "-O2", "-g", "-D", probe.define, "-c"])
-            .arg(&source)
+            .arg(sources.join("probe.bpf.c"))
             .arg("-o")
-            .arg(&object)
-            .status()
-            .with_context(|| format!("cannot start {clang}"))?;
-        if !status.success() {
-            bail!("{clang} failed to build probe {}: {status}", probe.name);
-        }
+            .arg(&object))?;
         objects.push(object);
     }
-    Ok(objects)
+    let loader = out_dir.join(LOADER);
+    if !Path::new("/usr/include/bpf/libbpf.h").exists() {
+        bail!("libbpf-dev is missing: run scripts/setup-vm.sh");
+    }
+    run(Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&loader)
+        .arg(sources.join("probe_loader.c"))
+        .arg("-lbpf"))?;
+    Ok(Built { loader, objects })
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
 }
 
 fn clang() -> anyhow::Result<String> {
@@ -122,7 +121,7 @@ fn clang() -> anyhow::Result<String> {
         .context("clang-22 is missing (scripts/setup.sh installs it)")
 }
 
-/// Probe results by name ("ok" or "fail <reason>") from `VMPROBE` lines.
+/// Probe results by name ("ok hits=<n>" or "fail <stage>: <reason>") from `VMPROBE` lines.
 pub fn parse_results<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
     lines
         .into_iter()
@@ -140,11 +139,11 @@ mod tests {
     fn results_are_read_from_marker_lines() {
         let results = parse_results([
             "noise",
-            "VMPROBE lsm=ok",
-            "VMPROBE fentry=fail Operation not permitted",
+            "VMPROBE lsm=ok hits=3",
+            "VMPROBE fentry=fail load: Operation not permitted",
         ]);
-        assert_eq!(results["lsm"], "ok");
-        assert_eq!(results["fentry"], "fail Operation not permitted");
+        assert_eq!(results["lsm"], "ok hits=3");
+        assert_eq!(results["fentry"], "fail load: Operation not permitted");
         assert_eq!(results.len(), 2);
     }
 }

@@ -65,11 +65,18 @@ fn seconds(duration: Option<Duration>) -> String {
     duration.map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
-fn probe_cell(result: &KernelResult, name: &str) -> &'static str {
-    match result.probes.get(name).map(String::as_str) {
-        Some("ok") => "yes",
-        Some(_) => "no",
-        None => "?",
+/// "yes" (loaded, attached and ran), "no (<stage>)" for the stage that failed, or "?" (no result).
+fn probe_cell(result: &KernelResult, name: &str) -> String {
+    match result.probes.get(name) {
+        Some(outcome) if outcome.starts_with("ok") => "yes".to_owned(),
+        Some(outcome) => {
+            let stage = outcome
+                .strip_prefix("fail ")
+                .and_then(|rest| rest.split_once(':'))
+                .map_or("?", |(stage, _)| stage);
+            format!("no ({stage})")
+        }
+        None => "?".to_owned(),
     }
 }
 
@@ -105,7 +112,10 @@ pub fn render(results: &[KernelResult], build_time: Duration, total: Duration) -
             seconds(result.run_time)
         );
     }
-    out.push_str("\nProbes: ");
+    out.push_str(
+        "\nProbe cells: yes = loaded, attached and ran; no (stage) = failed at that stage. ",
+    );
+    out.push_str("Probes: ");
     let abouts: Vec<String> = PROBES
         .iter()
         .map(|p| format!("`{}` = {}", p.name, p.about))
@@ -117,7 +127,11 @@ pub fn render(results: &[KernelResult], build_time: Duration, total: Duration) -
         for (binary, rc) in &result.binaries {
             let _ = writeln!(out, "  - test `{binary}`: exit {rc}");
         }
-        for (name, outcome) in result.probes.iter().filter(|(_, outcome)| *outcome != "ok") {
+        for (name, outcome) in result
+            .probes
+            .iter()
+            .filter(|(_, outcome)| !outcome.starts_with("ok"))
+        {
             let _ = writeln!(out, "  - probe `{name}`: {outcome}");
         }
         if let Some(error) = &result.error {
