@@ -56,8 +56,8 @@ private_apt_options() {
     -o "Dir::Etc::SourceParts=$VM_APT_DIR/sources.list.d" \
     -o "Dir::Etc::SourceList=/dev/null" \
     -o "Dir::State::Lists=$VM_APT_DIR/lists" \
-    -o "Dir::Cache::pkgcache=" \
-    -o "Dir::Cache::srcpkgcache="
+    -o "Dir::Cache::pkgcache=$VM_APT_DIR/pkgcache.bin" \
+    -o "Dir::Cache::srcpkgcache=$VM_APT_DIR/srcpkgcache.bin"
 }
 
 install_packages() {

@@ -27,8 +27,8 @@ fn apt_options() -> Vec<String> {
         ),
         "Dir::Etc::SourceList=/dev/null".to_owned(),
         format!("Dir::State::Lists={}", dir.join("lists").display()),
-        "Dir::Cache::pkgcache=".to_owned(),
-        "Dir::Cache::srcpkgcache=".to_owned(),
+        format!("Dir::Cache::pkgcache={}", dir.join("pkgcache.bin").display()),
+        format!("Dir::Cache::srcpkgcache={}", dir.join("srcpkgcache.bin").display()),
     ]
     .into_iter()
     .flat_map(|option| ["-o".to_owned(), option])
