@@ -39,7 +39,7 @@ backports_in_system_sources() {
 }
 
 # The private apt configuration: the system's Debian sources plus bookworm-backports, with lists of
-# its own. `cargo xtask vm` uses the same options to resolve and download kernel packages.
+# its own. (`cargo xtask vm` keeps its own per-release lists for kernels under $VM_APT_DIR/kernels.)
 write_private_sources() {
   mkdir -p "$VM_APT_DIR/sources.list.d" "$VM_APT_DIR/lists/partial"
   if [ ! -f "$SYSTEM_SOURCES" ]; then
@@ -85,10 +85,6 @@ main() {
     log "qemu-system-x86 $(installed_version qemu-system-x86), busybox-static, libbpf-dev present"
   else
     install_packages
-  fi
-  # Keep the private source list in place so `cargo xtask vm` can resolve kernels through it.
-  if [ ! -f "$VM_APT_DIR/sources.list.d/debian.sources" ] && ! backports_in_system_sources; then
-    write_private_sources
   fi
   log "ready: $(qemu-system-x86_64 --version | head -n1)"
 }

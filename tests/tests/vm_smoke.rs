@@ -1,6 +1,8 @@
 //! Smoke test for every kernel of the VM matrix (`cargo xtask vm`) and for the host: the kernel
 //! publishes its BTF (the recorder computes struct offsets from it) and lets us create the BPF
-//! maps the recorder uses (hash map, ring buffer).
+//! maps the recorder uses (hash map, ring buffer). Kernels before 5.11 charge BPF memory to
+//! RLIMIT_MEMLOCK (64 KiB by default before 5.16), so the map tests first raise it as the daemon
+//! must; where raising is refused (no CAP_SYS_RESOURCE), newer kernels charge the memory cgroup.
 use std::{fs, io};
 
 /// `bpf_attr` for `BPF_MAP_CREATE`: the leading fields, zero-padded to the kernel's 128 bytes.
@@ -43,6 +45,21 @@ fn create_map(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -
     Ok(fd as i32)
 }
 
+/// Raises RLIMIT_MEMLOCK to unlimited, as the daemon does; a refusal is not an error.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        eprintln!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 fn close(fd: i32) {
     // SAFETY: fd was returned by the kernel to us and is closed once.
     unsafe { libc::close(fd) };
@@ -59,6 +76,7 @@ fn kernel_publishes_its_btf() {
 #[test]
 fn hash_map_can_be_created() {
     tests::require_root();
+    raise_memlock_limit();
     let fd = create_map(BPF_MAP_TYPE_HASH, 4, 8, 64).expect("BPF_MAP_CREATE hash map");
     close(fd);
 }
@@ -66,6 +84,7 @@ fn hash_map_can_be_created() {
 #[test]
 fn ring_buffer_can_be_created() {
     tests::require_root();
+    raise_memlock_limit();
     // Ring buffer size: a power-of-two multiple of the page size.
     let fd = create_map(BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 16).expect("BPF_MAP_CREATE ring buffer");
     close(fd);

@@ -8,25 +8,47 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::apt;
+use super::apt::{Apt, Release};
 
-/// A kernel that can be booted: a short name and the metapackage that names its current image.
+/// A kernel that can be booted: a short name, the release whose suites carry it, and the
+/// metapackage that names its current image.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelSpec {
     pub name: &'static str,
+    pub release: Release,
     pub metapackage: &'static str,
     pub about: &'static str,
 }
 
+const BULLSEYE: Release = Release {
+    name: "bullseye",
+    suites: &["bullseye", "bullseye-updates"],
+    security_suites: &["bullseye-security"],
+};
+
+const BOOKWORM: Release = Release {
+    name: "bookworm",
+    suites: &["bookworm", "bookworm-updates"],
+    security_suites: &["bookworm-security"],
+};
+
 /// Every VM kernel, oldest first. `host` (this machine's own kernel) is handled by the caller.
 pub const CATALOGUE: &[KernelSpec] = &[
     KernelSpec {
+        name: "5.10",
+        release: BULLSEYE,
+        metapackage: "linux-image-cloud-amd64",
+        about: "Debian 11 bullseye's kernel (cloud flavour)",
+    },
+    KernelSpec {
         name: "6.1",
+        release: BOOKWORM,
         metapackage: "linux-image-cloud-amd64",
         about: "Debian 12 bookworm's kernel (cloud flavour)",
     },
     KernelSpec {
         name: "6.12",
+        release: BOOKWORM,
         metapackage: "linux-image-6.12-cloud-amd64",
         about: "Debian 12's 6.12 kernel from bookworm-security (Debian 13 trixie's series)",
     },
@@ -48,18 +70,19 @@ pub struct Kernel {
 /// extracting the package only when the cache does not have that version yet. When the download
 /// fails (the lists name a version the registry has dropped), refreshes the lists and resolves again.
 pub fn fetch(spec: &KernelSpec, cache: &Path) -> anyhow::Result<Kernel> {
-    match fetch_current(spec, cache) {
+    let apt = Apt::for_release(&spec.release)?;
+    match fetch_current(&apt, spec, cache) {
         Ok(kernel) => Ok(kernel),
         Err(error) => {
             eprintln!("xtask vm: kernel {}: {error:#}", spec.name);
-            apt::refresh_lists()?;
-            fetch_current(spec, cache)
+            apt.refresh_lists()?;
+            fetch_current(&apt, spec, cache)
         }
     }
 }
 
-fn fetch_current(spec: &KernelSpec, cache: &Path) -> anyhow::Result<Kernel> {
-    let (package, version) = apt::image_package_of(spec.metapackage)?;
+fn fetch_current(apt: &Apt, spec: &KernelSpec, cache: &Path) -> anyhow::Result<Kernel> {
+    let (package, version) = apt.image_package_of(spec.metapackage)?;
     let dir = cache.join(format!("{package}_{version}"));
     if let Some(vmlinuz) = find_vmlinuz(&dir)? {
         return Ok(Kernel {
@@ -77,7 +100,7 @@ fn fetch_current(spec: &KernelSpec, cache: &Path) -> anyhow::Result<Kernel> {
         fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
     }
     fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    let deb = apt::download(&package, &version, &staging)?;
+    let deb = apt.download(&package, &version, &staging)?;
     extract_kernel_only(&deb, &staging)?;
     fs::rename(&staging, &dir)
         .with_context(|| format!("moving {} to {}", staging.display(), dir.display()))?;

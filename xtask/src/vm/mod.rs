@@ -27,11 +27,13 @@ use report::KernelResult;
 
 /// The kernel name that means "this machine, no VM".
 const HOST: &str = "host";
+/// The kernel name that means every VM kernel and the host.
+const ALL: &str = "all";
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Kernel to run on (repeatable): 6.1, 6.12, or `host` for this machine without a VM.
-    /// Default: every VM kernel.
+    /// Kernel to run on (repeatable): 6.1, 6.12, `host` for this machine without a VM, or `all`
+    /// (every VM kernel, then the host). Default: every VM kernel.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
     /// Integration test of the `tests` package to run (repeatable). Default: `recorder` when it
@@ -110,17 +112,18 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 fn selected_kernels(options: &Options) -> anyhow::Result<Vec<String>> {
+    let vm_kernels = || kernels::CATALOGUE.iter().map(|spec| spec.name.to_owned());
     if options.kernels.is_empty() {
-        return Ok(kernels::CATALOGUE
-            .iter()
-            .map(|spec| spec.name.to_owned())
-            .collect());
+        return Ok(vm_kernels().collect());
+    }
+    if options.kernels.iter().any(|name| name == ALL) {
+        return Ok(vm_kernels().chain([HOST.to_owned()]).collect());
     }
     for name in &options.kernels {
         if name != HOST && kernels::find(name).is_none() {
             let known: Vec<_> = kernels::CATALOGUE.iter().map(|spec| spec.name).collect();
             bail!(
-                "unknown kernel {name}: choose from {} or {HOST}",
+                "unknown kernel {name}: choose from {}, {HOST} or {ALL}",
                 known.join(", ")
             );
         }

@@ -31,6 +31,15 @@ SEC("raw_tp/sched_process_exec") int probe(__u64 *ctx) { __sync_fetch_and_add(&h
 SEC("fentry/security_file_open") int probe(__u64 *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
 #elif defined(PROBE_FEXIT)
 SEC("fexit/security_file_open") int probe(__u64 *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
+#elif defined(PROBE_FENTRY_D_PATH)
+SEC("fentry/security_file_open") int probe(__u64 *ctx)
+{
+	struct file *file = (struct file *)ctx[0];
+	char buf[64];
+	bpf_d_path(&file->f_path, buf, sizeof(buf));
+	__sync_fetch_and_add(&hits, 1);
+	return 0;
+}
 #elif defined(PROBE_LSM)
 SEC("lsm/file_open") int probe(__u64 *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
 #elif defined(PROBE_LSM_SLEEPABLE)

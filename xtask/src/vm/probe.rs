@@ -80,7 +80,18 @@ pub fn build(out_dir: &Path) -> anyhow::Result<Built> {
     for probe in PROBES {
         let object = out_dir.join(format!("{}.o", probe.name));
         run(Command::new(&clang)
-            .args(["-target", "bpf", "-O2", "-g", "-D", probe.define, "-c"])
+            // -mcpu=v2: clang 22's default (v3) turns even an unused __sync_fetch_and_add into
+            // atomic_fetch_add, which kernels before 5.12 reject ("BPF_STX uses reserved fields").
+            .args([
+                "-target",
+                "bpf",
+                "-mcpu=v2",
+                "-O2",
+                "-g",
+                "-D",
+                probe.define,
+                "-c",
+            ])
             .arg(sources.join("probe.bpf.c"))
             .arg("-o")
             .arg(&object))?;
