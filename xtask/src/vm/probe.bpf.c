@@ -35,7 +35,7 @@ SEC("fexit/security_file_open") int probe(__u64 *ctx) { __sync_fetch_and_add(&hi
 SEC("fentry/security_file_open") int probe(__u64 *ctx)
 {
 	struct file *file = (struct file *)ctx[0];
-	char buf[64];
+	char buf[64] = {}; // 5.10 wants initialised memory for the buffer argument
 	bpf_d_path(&file->f_path, buf, sizeof(buf));
 	__sync_fetch_and_add(&hits, 1);
 	return 0;
@@ -48,7 +48,7 @@ SEC("lsm.s/file_open") int probe(__u64 *ctx) { __sync_fetch_and_add(&hits, 1); r
 SEC("lsm/file_open") int probe(__u64 *ctx)
 {
 	struct file *file = (struct file *)ctx[0];
-	char buf[64];
+	char buf[64] = {}; // 5.10 wants initialised memory for the buffer argument
 	bpf_d_path(&file->f_path, buf, sizeof(buf));
 	__sync_fetch_and_add(&hits, 1);
 	return 0;
@@ -56,7 +56,7 @@ SEC("lsm/file_open") int probe(__u64 *ctx)
 #elif defined(PROBE_LSM_D_PATH_PATH_UNLINK)
 SEC("lsm/path_unlink") int probe(__u64 *ctx)
 {
-	char buf[64];
+	char buf[64] = {}; // 5.10 wants initialised memory for the buffer argument
 	bpf_d_path((struct path *)ctx[0], buf, sizeof(buf));
 	__sync_fetch_and_add(&hits, 1);
 	return 0;

@@ -39,6 +39,11 @@ pub const PROBES: &[Probe] = &[
         about: "fexit/security_file_open",
     },
     Probe {
+        name: "fentry_d_path",
+        define: "PROBE_FENTRY_D_PATH",
+        about: "fentry/security_file_open calling bpf_d_path (CO-RE field offset)",
+    },
+    Probe {
         name: "lsm",
         define: "PROBE_LSM",
         about: "lsm/file_open",
