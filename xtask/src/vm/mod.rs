@@ -41,7 +41,7 @@ pub struct Options {
     #[arg(long = "test", value_name = "TARGET")]
     pub tests: Vec<String>,
     /// Limit for one kernel's boot and tests, in seconds.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 600)]
     pub timeout: u64,
     /// Skip the BPF program-type probe.
     #[arg(long)]

@@ -146,3 +146,33 @@ pub fn render(results: &[KernelResult], build_time: Duration, total: Duration) -
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_cells_name_the_failed_stage() {
+        let mut result = KernelResult::new("6.1");
+        result.read_guest_lines([
+            "VMTEST_KERNEL=6.1.0-56-cloud-amd64",
+            "VMTEST_LSM=lockdown,capability,bpf",
+            "VMPROBE lsm=ok hits=3",
+            "VMPROBE lsm_d_path_path_unlink=fail load: Invalid argument | helper call is not allowed",
+            "VMTEST_BIN=vm_smoke rc=0",
+        ]);
+        result.rc = Some(0);
+        assert_eq!(probe_cell(&result, "lsm"), "yes");
+        assert_eq!(probe_cell(&result, "lsm_d_path_path_unlink"), "no (load)");
+        assert_eq!(probe_cell(&result, "fentry"), "?");
+        let report = render(&[result], Duration::ZERO, Duration::ZERO);
+        assert!(report.contains("| 6.1 | 6.1.0-56-cloud-amd64 | yes |"));
+        assert!(report.contains("helper call is not allowed"));
+    }
+
+    #[test]
+    fn a_guest_without_the_marker_fails() {
+        let result = KernelResult::new("6.12");
+        assert!(!result.passed());
+    }
+}
