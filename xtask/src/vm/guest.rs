@@ -8,10 +8,6 @@ pub struct GuestTest<'a> {
     pub guest_path: &'a str,
 }
 
-/// Where the test binaries go: `workspace_binary()` in the tests crate finds the workspace's own
-/// binaries next to `deps/`, as in `target/debug/`.
-pub const PROFILE_DIR: &str = "/vm/target/debug";
-
 /// The marker the host waits for; without it the guest crashed or hung.
 pub const RC_MARKER: &str = "VMTEST_RC=";
 /// Printed first by `/init`: the guest kernel release (also marks the end of the boot).
@@ -19,9 +15,15 @@ pub const KERNEL_MARKER: &str = "VMTEST_KERNEL=";
 pub const LSM_MARKER: &str = "VMTEST_LSM=";
 pub const BIN_MARKER: &str = "VMTEST_BIN=";
 
-/// The `/init` script: mount the kernel filesystems, run the probe and every test with `args`,
-/// print `VMTEST_RC=<first non-zero rc, or 0>` and power off.
-pub fn init_script(tests: &[GuestTest<'_>], args: &[String], probe_dir: Option<&str>) -> String {
+/// The `/init` script: mount the kernel filesystems, run the probe and every test with `args` from
+/// `workdir` (as cargo runs tests from the package directory), print
+/// `VMTEST_RC=<first non-zero rc, or 0>` and power off.
+pub fn init_script(
+    tests: &[GuestTest<'_>],
+    args: &[String],
+    workdir: &str,
+    probe_dir: Option<&str>,
+) -> String {
     let mut script = String::from(
         r#"#!/bin/sh
 /bin/busybox --install -s /bin
@@ -46,7 +48,6 @@ echo "VMTEST_LOCKDOWN=$(cat /sys/kernel/security/lockdown 2>/dev/null)"
     }
     script.push_str(
         r#"rc=0
-mkdir -p /vm/work && cd /vm/work
 run_test() {
   name=$1; shift
   "$@"
@@ -55,6 +56,11 @@ run_test() {
   [ "$status" -eq 0 ] || rc=$status
 }
 "#,
+    );
+    let _ = writeln!(
+        script,
+        "mkdir -p {dir} && cd {dir}",
+        dir = shell_quote(workdir)
     );
     let quoted_args: Vec<String> = args.iter().map(|arg| shell_quote(arg)).collect();
     for test in tests {
@@ -102,7 +108,9 @@ mod tests {
             name: "vm_smoke",
             guest_path: "/vm/target/debug/deps/vm_smoke-1",
         }];
-        let script = init_script(&tests, &["--exact".to_owned(), "it's".to_owned()], None);
+        let args = ["--exact".to_owned(), "it's".to_owned()];
+        let script = init_script(&tests, &args, "/w/tests", None);
+        assert!(script.contains("mkdir -p '/w/tests' && cd '/w/tests'"));
         assert!(script.contains(
             r"run_test 'vm_smoke' '/vm/target/debug/deps/vm_smoke-1' '--exact' 'it'\''s'"
         ));

@@ -58,7 +58,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let cache = root.join("target/vm-cache");
     let targets = selected_tests(options, &root);
     let workspace_binaries = testbins::build_workspace_binaries()?;
-    let tests = testbins::build_tests(&targets)?;
+    let built = testbins::build_tests(&targets)?;
     let probes = if options.no_probe {
         None
     } else {
@@ -76,14 +76,17 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     for name in &kernel_names {
         eprintln!("xtask vm: ===== kernel {name} =====");
         let result = if name == HOST {
-            run_on_host(&tests, &test_args, probes.as_ref(), &root)
+            run_on_host(&built.tests, &test_args, probes.as_ref(), &root)
         } else {
             let spec = kernels::find(name).with_context(|| format!("unknown kernel {name}"))?;
             let initrd = match &initrd {
                 Some(path) => path.clone(),
                 None => {
+                    let workdir = root.join("tests");
                     let inputs = GuestInputs {
-                        tests: &tests,
+                        tests: &built.tests,
+                        test_helpers: &built.helpers,
+                        workdir: &workdir,
                         workspace_binaries: &workspace_binaries,
                         probes: probes.as_ref(),
                         args: &test_args,
@@ -146,6 +149,10 @@ fn selected_tests(options: &Options, root: &Path) -> Vec<String> {
 /// Everything that goes into the guest besides busybox.
 struct GuestInputs<'a> {
     tests: &'a [testbins::Executable],
+    /// Other executables the tests package builds (e.g. processes the tests start).
+    test_helpers: &'a [testbins::Executable],
+    /// The tests' working directory (the `tests` package directory, as under cargo).
+    workdir: &'a Path,
     workspace_binaries: &'a [testbins::Executable],
     probes: Option<&'a probe::Built>,
     args: &'a [String],
@@ -163,13 +170,15 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
         0o644,
     );
     initramfs.add_bytes("/etc/group", b"root:x:0:\n".to_vec(), 0o644);
-    for binary in inputs.workspace_binaries {
-        let guest = format!("{}/{}", guest::PROFILE_DIR, file_name(&binary.path)?);
+    // Every binary sits at its host path: tests find the workspace's binaries next to their own
+    // `deps/` directory, and helper binaries through paths compiled in (`CARGO_BIN_EXE_*`).
+    for binary in inputs.workspace_binaries.iter().chain(inputs.test_helpers) {
+        let guest = binary.path.to_string_lossy();
         initramfs.add_executable(&guest, &without_debug_info(&binary.path, &stage)?)?;
     }
     let mut guest_tests = Vec::new();
     for test in inputs.tests {
-        let guest = format!("{}/deps/{}", guest::PROFILE_DIR, file_name(&test.path)?);
+        let guest = test.path.to_string_lossy().into_owned();
         initramfs.add_executable(&guest, &without_debug_info(&test.path, &stage)?)?;
         guest_tests.push((test.target.clone(), guest));
     }
@@ -189,7 +198,12 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
         .iter()
         .map(|(name, guest_path)| guest::GuestTest { name, guest_path })
         .collect();
-    let init = guest::init_script(&tests, inputs.args, probe_dir);
+    let init = guest::init_script(
+        &tests,
+        inputs.args,
+        &inputs.workdir.to_string_lossy(),
+        probe_dir,
+    );
     initramfs.add_bytes("/init", init.into_bytes(), 0o755);
     let path = cache.join("initramfs.cpio");
     let size = initramfs.write(&path)?;

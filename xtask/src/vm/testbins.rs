@@ -11,6 +11,8 @@ use crate::process::cargo;
 pub struct Executable {
     pub target: String,
     pub path: PathBuf,
+    /// A `bin` target (as opposed to a test, or a build script).
+    pub is_bin: bool,
 }
 
 /// Builds `verifier-userspace`'s binaries (tests run them) and returns them.
@@ -18,8 +20,14 @@ pub fn build_workspace_binaries() -> anyhow::Result<Vec<Executable>> {
     built_executables(&["build", "--package", "verifier-userspace", "--bins"])
 }
 
+/// The `tests` package's built test executables and its other executables (helper binaries).
+pub struct BuiltTests {
+    pub tests: Vec<Executable>,
+    pub helpers: Vec<Executable>,
+}
+
 /// Builds the `tests` package's integration tests named `targets` without running them.
-pub fn build_tests(targets: &[String]) -> anyhow::Result<Vec<Executable>> {
+pub fn build_tests(targets: &[String]) -> anyhow::Result<BuiltTests> {
     let mut args = vec!["test", "--package", "tests", "--no-run"];
     for target in targets {
         args.extend(["--test", target.as_str()]);
@@ -30,10 +38,14 @@ pub fn build_tests(targets: &[String]) -> anyhow::Result<Vec<Executable>> {
             bail!("cargo built no test executable for {target}");
         }
     }
-    Ok(built
+    let (tests, others): (Vec<_>, Vec<_>) = built
         .into_iter()
-        .filter(|executable| targets.contains(&executable.target))
-        .collect())
+        .partition(|executable| targets.contains(&executable.target));
+    let helpers = others
+        .into_iter()
+        .filter(|executable| executable.is_bin)
+        .collect();
+    Ok(BuiltTests { tests, helpers })
 }
 
 /// Runs cargo with `--message-format=json` and collects every artifact that has an executable.
@@ -67,9 +79,13 @@ fn executable_of(message: &str) -> Option<Executable> {
     }
     let path = message["executable"].as_str()?;
     let target = message["target"]["name"].as_str()?;
+    let is_bin = message["target"]["kind"]
+        .as_array()
+        .is_some_and(|kinds| kinds.iter().any(|kind| kind == "bin"));
     Some(Executable {
         target: target.to_owned(),
         path: PathBuf::from(path),
+        is_bin,
     })
 }
 
