@@ -15,7 +15,8 @@ pub const KERNEL_MARKER: &str = "VMTEST_KERNEL=";
 pub const LSM_MARKER: &str = "VMTEST_LSM=";
 pub const BIN_MARKER: &str = "VMTEST_BIN=";
 
-/// The `/init` script: mount the kernel filesystems, run the probe and every test with `args` from
+/// The `/init` script: mount the kernel filesystems (no tmpfs over `/tmp`: the binaries sit at
+/// their host paths, which may be under `/tmp`; the initramfs root is writable RAM anyway), run the probe and every test with `args` from
 /// `workdir` (as cargo runs tests from the package directory), print
 /// `VMTEST_RC=<first non-zero rc, or 0>` and power off.
 pub fn init_script(
@@ -31,8 +32,6 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
 mount -t securityfs securityfs /sys/kernel/security
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing

@@ -118,6 +118,8 @@ impl Initramfs {
         // BTreeMap order puts every directory before its contents ("a" < "a-b" < "a/b").
         for (path, node) in &self.nodes {
             let entry = match node {
+                // /tmp is world-writable and sticky, as on any system.
+                Node::Directory if path == "tmp" => Entry::Directory { mode: 0o1777 },
                 Node::Directory => Entry::Directory { mode: 0o755 },
                 Node::File { mode, data } => Entry::File { mode: *mode, data },
                 Node::Symlink { target } => Entry::Symlink { target },
