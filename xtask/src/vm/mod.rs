@@ -43,6 +43,10 @@ pub struct Options {
     /// Limit for one kernel's boot and tests, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// A host program to copy into the guest at the same path, with its libraries (repeatable).
+    /// `bpftool` is always copied when installed.
+    #[arg(long = "with", value_name = "PROGRAM")]
+    pub with: Vec<PathBuf>,
     /// Skip the BPF program-type probe.
     #[arg(long)]
     pub no_probe: bool,
@@ -84,6 +88,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                 None => {
                     let workdir = root.join("tests");
                     let inputs = GuestInputs {
+                        extra_programs: &guest_programs(&options.with)?,
                         tests: &built.tests,
                         test_helpers: &built.helpers,
                         workdir: &workdir,
@@ -148,6 +153,8 @@ fn selected_tests(options: &Options, root: &Path) -> Vec<String> {
 
 /// Everything that goes into the guest besides busybox.
 struct GuestInputs<'a> {
+    /// Host programs the tests run, copied to their host paths.
+    extra_programs: &'a [PathBuf],
     tests: &'a [testbins::Executable],
     /// Other executables the tests package builds (e.g. processes the tests start).
     test_helpers: &'a [testbins::Executable],
@@ -175,6 +182,9 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
     for binary in inputs.workspace_binaries.iter().chain(inputs.test_helpers) {
         let guest = binary.path.to_string_lossy();
         initramfs.add_executable(&guest, &without_debug_info(&binary.path, &stage)?)?;
+    }
+    for program in inputs.extra_programs {
+        initramfs.add_executable(&program.to_string_lossy(), program)?;
     }
     let mut guest_tests = Vec::new();
     for test in inputs.tests {
@@ -214,6 +224,29 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
         started.elapsed().as_secs_f64()
     );
     Ok(path)
+}
+
+/// The programs to copy into the guest: `bpftool` when installed, and every `--with` program
+/// (a bare name is looked up in `PATH`).
+fn guest_programs(with: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut programs: Vec<PathBuf> = find_program(Path::new("bpftool")).into_iter().collect();
+    for program in with {
+        let found = find_program(program)
+            .with_context(|| format!("--with {}: no such program", program.display()))?;
+        programs.push(found);
+    }
+    Ok(programs)
+}
+
+fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 fn file_name(path: &Path) -> anyhow::Result<String> {
