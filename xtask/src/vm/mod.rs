@@ -2,7 +2,10 @@
 //! (software emulation), and optionally on this machine (`--kernel host`), to prove that the eBPF
 //! programs load and work on the kernels users run. Also probes which BPF program types each kernel
 //! accepts (BPF LSM, fentry, tp_btf, ...) and prints a markdown table of the results.
-//! Needs `scripts/setup-vm.sh` (qemu from bookworm-backports, busybox-static).
+//! Needs `scripts/setup-vm.sh` (qemu from bookworm-backports, busybox-static, libbpf-dev).
+//!
+//! Each guest boots from one initramfs (busybox, the test binaries at their host paths, the probe)
+//! whose `/init` prints `VMTEST_RC=<rc>` before powering off; no marker means crash or hang.
 mod apt;
 mod cpio;
 mod guest;
@@ -32,8 +35,8 @@ const ALL: &str = "all";
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Kernel to run on (repeatable): 6.1, 6.12, `host` for this machine without a VM, or `all`
-    /// (every VM kernel, then the host). Default: every VM kernel.
+    /// Kernel to run on (repeatable): 5.10, 6.1, 6.12, `host` for this machine without a VM, or
+    /// `all` (every VM kernel, then the host). Default: every VM kernel.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
     /// Integration test of the `tests` package to run (repeatable). Default: `recorder` when it
@@ -75,35 +78,38 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     test_args.extend(options.test_args.iter().cloned());
     let build_time = started.elapsed();
 
+    // One initramfs serves every VM kernel; built on first use (not for `--kernel host` alone).
     let mut initrd: Option<PathBuf> = None;
     let mut results = Vec::new();
     for name in &kernel_names {
         eprintln!("xtask vm: ===== kernel {name} =====");
-        let result = if name == HOST {
-            run_on_host(&built.tests, &test_args, probes.as_ref(), &root)
-        } else {
-            let spec = kernels::find(name).with_context(|| format!("unknown kernel {name}"))?;
-            let initrd = match &initrd {
-                Some(path) => path.clone(),
-                None => {
-                    let workdir = root.join("tests");
-                    let inputs = GuestInputs {
-                        extra_programs: &guest_programs(&options.with)?,
-                        tests: &built.tests,
-                        test_helpers: &built.helpers,
-                        workdir: &workdir,
-                        workspace_binaries: &workspace_binaries,
-                        probes: probes.as_ref(),
-                        args: &test_args,
-                    };
-                    let path = build_initramfs(&inputs, &cache)?;
-                    initrd = Some(path.clone());
-                    path
-                }
-            };
-            run_in_vm(spec, &initrd, &cache, Duration::from_secs(options.timeout))
+        if name == HOST {
+            results.push(run_on_host(
+                &built.tests,
+                &test_args,
+                probes.as_ref(),
+                &root,
+            ));
+            continue;
+        }
+        let spec = kernels::find(name).with_context(|| format!("unknown kernel {name}"))?;
+        let initrd = match &initrd {
+            Some(path) => path.clone(),
+            None => {
+                let inputs = GuestInputs {
+                    extra_programs: &guest_programs(&options.with)?,
+                    tests: &built.tests,
+                    test_helpers: &built.helpers,
+                    workdir: &root.join("tests"),
+                    workspace_binaries: &workspace_binaries,
+                    probes: probes.as_ref(),
+                    args: &test_args,
+                };
+                initrd.insert(build_initramfs(&inputs, &cache)?).clone()
+            }
         };
-        results.push(result);
+        let timeout = Duration::from_secs(options.timeout);
+        results.push(run_in_vm(spec, &initrd, &cache, timeout));
     }
     let report = report::render(&results, build_time, started.elapsed());
     println!("{report}");
