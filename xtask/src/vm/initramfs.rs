@@ -95,9 +95,10 @@ impl Initramfs {
         );
     }
 
-    fn add_directory(&mut self, path: &str) {
-        self.add_parents(path);
-        self.nodes.entry(path.to_owned()).or_insert(Node::Directory);
+    pub fn add_directory(&mut self, guest_path: &str) {
+        let path = relative(guest_path);
+        self.add_parents(&path);
+        self.nodes.entry(path).or_insert(Node::Directory);
     }
 
     fn add_parents(&mut self, path: &str) {

@@ -50,6 +50,10 @@ pub struct Options {
     /// `bpftool` is always copied when installed.
     #[arg(long = "with", value_name = "PROGRAM")]
     pub with: Vec<PathBuf>,
+    /// Give the guest dpkg (dpkg, dpkg-deb, tar, ...) with an empty package database, for tests
+    /// that build and install throwaway packages.
+    #[arg(long)]
+    pub dpkg: bool,
     /// Skip the BPF program-type probe.
     #[arg(long)]
     pub no_probe: bool,
@@ -97,7 +101,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             Some(path) => path.clone(),
             None => {
                 let inputs = GuestInputs {
-                    extra_programs: &guest_programs(&options.with)?,
+                    extra_programs: &guest_programs(&options.with, options.dpkg)?,
+                    dpkg_database: options.dpkg,
                     tests: &built.tests,
                     test_helpers: &built.helpers,
                     workdir: &root.join("tests"),
@@ -161,6 +166,8 @@ fn selected_tests(options: &Options, root: &Path) -> Vec<String> {
 struct GuestInputs<'a> {
     /// Host programs the tests run, copied to their host paths.
     extra_programs: &'a [PathBuf],
+    /// Whether the guest gets an empty dpkg database.
+    dpkg_database: bool,
     tests: &'a [testbins::Executable],
     /// Other executables the tests package builds (e.g. processes the tests start).
     test_helpers: &'a [testbins::Executable],
@@ -191,6 +198,15 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
     }
     for program in inputs.extra_programs {
         initramfs.add_executable(&program.to_string_lossy(), program)?;
+    }
+    if inputs.dpkg_database {
+        for file in ["status", "available"] {
+            initramfs.add_bytes(&format!("/var/lib/dpkg/{file}"), Vec::new(), 0o644);
+        }
+        for directory in ["info", "updates", "triggers"] {
+            initramfs.add_directory(&format!("/var/lib/dpkg/{directory}"));
+        }
+        initramfs.add_directory("/var/log");
     }
     let mut guest_tests = Vec::new();
     for test in inputs.tests {
@@ -232,12 +248,27 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
     Ok(path)
 }
 
-/// The programs to copy into the guest: `bpftool` when installed, and every `--with` program
-/// (a bare name is looked up in `PATH`).
-fn guest_programs(with: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// What dpkg needs to build and install a package: itself, its helpers, GNU tar (dpkg-deb runs
+/// it), and the programs dpkg insists on finding in `PATH` when run as root.
+const DPKG_PROGRAMS: &[&str] = &[
+    "dpkg",
+    "dpkg-deb",
+    "dpkg-query",
+    "dpkg-split",
+    "dpkg-trigger",
+    "tar",
+    "bash",
+    "ldconfig",
+    "start-stop-daemon",
+];
+
+/// The programs to copy into the guest: `bpftool` when installed, dpkg's set with `--dpkg`, and
+/// every `--with` program (a bare name is looked up in `PATH`).
+fn guest_programs(with: &[PathBuf], dpkg: bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut programs: Vec<PathBuf> = find_program(Path::new("bpftool")).into_iter().collect();
-    for program in with {
-        let found = find_program(program)
+    let dpkg_programs = DPKG_PROGRAMS.iter().filter(|_| dpkg).map(PathBuf::from);
+    for program in with.iter().cloned().chain(dpkg_programs) {
+        let found = find_program(&program)
             .with_context(|| format!("--with {}: no such program", program.display()))?;
         programs.push(found);
     }
