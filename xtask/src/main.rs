@@ -4,6 +4,7 @@ mod build_ebpf;
 mod demo;
 mod process;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ enum Task {
     Demo(demo::Options),
     /// Run the benchmarks and write a report with ratios against each baseline.
     Bench(bench::Options),
+    /// Run the test binaries under stock Debian kernels in qemu and probe their BPF support.
+    Vm(vm::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test(options) => test::run(&options),
         Task::Demo(options) => demo::run(&options),
         Task::Bench(options) => bench::run(&options),
+        Task::Vm(options) => vm::run(&options),
     }
 }
