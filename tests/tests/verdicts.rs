@@ -64,7 +64,11 @@ fn dpkg_upgrade_accepted_and_everything_else_alerts() {
     debs::install(&v2, &["--force-confnew"]);
 
     let upgraded = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
-    assert_verdict(&upgraded, "succeeded", "written only by package transaction");
+    assert_verdict(
+        &upgraded,
+        "succeeded",
+        "written only by package transaction",
+    );
 
     let conffile = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &conf));
     assert_verdict(&conffile, "failed", "always alert");
@@ -87,12 +91,19 @@ fn dpkg_upgrade_accepted_and_everything_else_alerts() {
 
     debs::purge(&name);
     let removed = verdict_line(&daemon, &alerts.append(SyscheckEvent::Deleted, &tool));
-    assert_verdict(&removed, "succeeded", "no installed package owns it any more");
+    assert_verdict(
+        &removed,
+        "succeeded",
+        "no installed package owns it any more",
+    );
 
     let explain = daemon.cli(&["explain", &tool]);
     let story = String::from_utf8_lossy(&explain.stdout);
     assert!(explain.status.success(), "explain failed: {story}");
-    assert!(story.contains("dpkg"), "explain does not name dpkg:\n{story}");
+    assert!(
+        story.contains("dpkg"),
+        "explain does not name dpkg:\n{story}"
+    );
 }
 
 /// The daemon not running is a failure the shim logs itself: never a silent success.
@@ -101,7 +112,11 @@ fn shim_fails_loudly_when_daemon_is_down() {
     require_root();
     let mut daemon = TestDaemon::start(NO_ENROLL);
     let status = daemon.stop();
-    assert!(status.success(), "daemon exit {status}:\n{}", daemon.log_text());
+    assert!(
+        status.success(),
+        "daemon exit {status}:\n{}",
+        daemon.log_text()
+    );
     let alerts = AlertsLog::new(&daemon.alerts_log);
     let alert = alerts.append(SyscheckEvent::Changed, "/usr/bin/true");
     let line = verdict_line(&daemon, &alert);
@@ -116,8 +131,12 @@ fn change_while_daemon_stopped_alerts() {
     let work = tempfile::tempdir().unwrap();
     let name = unique("verifier-gap");
     let tool = format!("/usr/bin/{name}");
-    let v1 = Deb::new(&name, "1.0").file(&tool, "v1\n", 0o755).build(work.path());
-    let v2 = Deb::new(&name, "2.0").file(&tool, "v2\n", 0o755).build(work.path());
+    let v1 = Deb::new(&name, "1.0")
+        .file(&tool, "v1\n", 0o755)
+        .build(work.path());
+    let v2 = Deb::new(&name, "2.0")
+        .file(&tool, "v2\n", 0o755)
+        .build(work.path());
     let _installed = Installed(name.clone());
     debs::install(&v1, &[]);
     let mut daemon = TestDaemon::start(NO_ENROLL);
@@ -136,7 +155,11 @@ fn status_reports_attached_programs() {
     require_root();
     let daemon = TestDaemon::start(NO_ENROLL);
     let output = daemon.cli(&["status", "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["healthy"], true, "{status:#}");
     let programs = status["recorder"]["programs_attached"].as_array().unwrap();

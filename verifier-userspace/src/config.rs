@@ -103,7 +103,14 @@ impl Default for RecorderConfig {
         Self {
             backend: Backend::Auto,
             watched_roots: [
-                "/etc", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/boot", "/usr/lib", "/lib",
+                "/etc",
+                "/usr/bin",
+                "/usr/sbin",
+                "/bin",
+                "/sbin",
+                "/boot",
+                "/usr/lib",
+                "/lib",
             ]
             .into_iter()
             .map(PathBuf::from)
@@ -312,7 +319,10 @@ impl Config {
         if let Some(group) = &self.socket_group
             && (group.is_empty() || group.contains(['\0', ':', '\n']))
         {
-            return Err(invalid("socket_group", format!("{group:?} is not a group name")));
+            return Err(invalid(
+                "socket_group",
+                format!("{group:?} is not a group name"),
+            ));
         }
         self.recorder.validate()?;
         if let Some(dir) = &self.packages.dpkg_admindir {
@@ -341,7 +351,10 @@ impl Config {
 impl RecorderConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.watched_roots.is_empty() {
-            return Err(invalid("recorder.watched_roots", "must name at least one directory"));
+            return Err(invalid(
+                "recorder.watched_roots",
+                "must name at least one directory",
+            ));
         }
         for root in &self.watched_roots {
             require_absolute("recorder.watched_roots", root)?;
@@ -357,7 +370,10 @@ impl RecorderConfig {
             ));
         }
         if self.memory_cache_entries == 0 {
-            return Err(invalid("recorder.memory_cache_entries", "must be at least 1"));
+            return Err(invalid(
+                "recorder.memory_cache_entries",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -368,7 +384,10 @@ impl ActiveResponseConfig {
         require_absolute("active_response.log_path", &self.log_path)?;
         require_absolute("active_response.alerts_log", &self.alerts_log)?;
         if self.request_timeout_ms == 0 {
-            return Err(invalid("active_response.request_timeout_ms", "must be at least 1"));
+            return Err(invalid(
+                "active_response.request_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.max_concurrent_requests == 0 {
             return Err(invalid(
@@ -393,13 +412,19 @@ impl MailConfig {
         }
         for address in &self.to {
             if !address.contains('@') {
-                return Err(invalid("mail.to", format!("{address:?} is not a mail address")));
+                return Err(invalid(
+                    "mail.to",
+                    format!("{address:?} is not a mail address"),
+                ));
             }
         }
         if let Some(from) = &self.from
             && !from.contains('@')
         {
-            return Err(invalid("mail.from", format!("{from:?} is not a mail address")));
+            return Err(invalid(
+                "mail.from",
+                format!("{from:?} is not a mail address"),
+            ));
         }
         match self.transport {
             MailTransport::Sendmail => require_absolute("mail.sendmail_path", &self.sendmail_path),
@@ -415,7 +440,10 @@ fn require_absolute(key: &'static str, path: &Path) -> Result<(), ConfigError> {
     if path.is_absolute() {
         Ok(())
     } else {
-        Err(invalid(key, format!("{} is not an absolute path", path.display())))
+        Err(invalid(
+            key,
+            format!("{} is not an absolute path", path.display()),
+        ))
     }
 }
 
@@ -441,13 +469,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let error = parse("[recorder]\nring_bufer_bytes = 4096\n").unwrap_err().to_string();
+        let error = parse("[recorder]\nring_bufer_bytes = 4096\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("ring_bufer_bytes"), "{error}");
     }
 
     #[test]
     fn invalid_value_names_dotted_key() {
-        let error = parse("[recorder]\nring_buffer_bytes = 5000\n").unwrap_err().to_string();
+        let error = parse("[recorder]\nring_buffer_bytes = 5000\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("recorder.ring_buffer_bytes"), "{error}");
         let error = parse("state_dir = \"relative\"\n").unwrap_err().to_string();
         assert!(error.contains("`state_dir`"), "{error}");

@@ -17,8 +17,8 @@
 //! - [`daemon`]: wiring everything together for `verifier daemon`.
 
 pub mod alerting;
-pub mod cli;
 pub mod ar;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decision;

@@ -105,10 +105,16 @@ pub struct Response {
 pub enum ResponseBody {
     Verdict(Verdict),
     /// Free-form JSON documents for `status` and `explain` (rendered by the CLI).
-    Status { status: serde_json::Value },
-    Explain { explanation: serde_json::Value },
+    Status {
+        status: serde_json::Value,
+    },
+    Explain {
+        explanation: serde_json::Value,
+    },
     /// The request could not be served; the client must treat this as a failure.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 impl Request {

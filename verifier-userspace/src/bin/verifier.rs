@@ -5,7 +5,10 @@ use clap::{Parser, Subcommand};
 use verifier::cli;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Explains file changes by package transactions for OSSEC/Wazuh")]
+#[command(
+    version,
+    about = "Explains file changes by package transactions for OSSEC/Wazuh"
+)]
 struct Args {
     /// Configuration file (default /etc/verifier/config.toml).
     #[arg(long, global = true, env = verifier::config::CONFIG_ENV)]

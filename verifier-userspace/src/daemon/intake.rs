@@ -167,7 +167,9 @@ async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Ch
             return;
         }
         if idle {
-            let Some(first) = events.next().await else { return };
+            let Some(first) = events.next().await else {
+                return;
+            };
             let mut batch = vec![first];
             batch.extend(events.try_next_batch(BATCH - 1));
             let chunk = Chunk {

@@ -28,7 +28,6 @@ use crate::{
     store::{Baseline, PendingRequest, TransactionKey, VerdictRecord, current_boot_id},
 };
 
-
 /// A decision and what it was made from.
 struct Decided {
     decision: Decision,

@@ -97,7 +97,7 @@ fn first_failure(
     if evidence.writes.is_empty() {
         return untouched_since_baseline(evidence, current, findings);
     }
-    let transaction = check_writers(evidence, findings)?;
+    let transaction = check_writers(&evidence.writes, findings)?;
     check_package_database(evidence, policy, findings)?;
     Ok(format!(
         "written only by package transaction {} ({}), which completed with status 0; matches {}",
@@ -146,7 +146,8 @@ fn check_deletion(evidence: &Evidence, findings: &mut Vec<String>) -> Result<Str
         .ok_or_else(|| {
             fail("deleted, but no recorded process removed it (change predates monitoring?)")
         })?;
-    let transaction = check_writers(evidence, findings)?;
+    // Earlier writes raised their own alerts; what is decided here is who removed the file.
+    let transaction = check_writers(std::slice::from_ref(removal), findings)?;
     if !evidence.package.owners.is_empty() {
         return Err(fail(format!(
             "deleted by transaction {}, but {} still owns it",
@@ -191,11 +192,11 @@ fn untouched_since_baseline(
 /// Every write must come from a verified package manager (depth 0) in a completed, successful
 /// transaction that held the database lock. Returns that transaction.
 fn check_writers<'e>(
-    evidence: &'e Evidence,
+    writes: &'e [WriteEvidence],
     findings: &mut Vec<String>,
 ) -> Result<&'e TransactionEvidence, Verdict> {
     let mut accepted: Option<&TransactionEvidence> = None;
-    for write in &evidence.writes {
+    for write in writes {
         findings.push(format!("write: {write}"));
         let Some(transaction) = &write.transaction else {
             return Err(fail(format!(

@@ -218,6 +218,35 @@ fn deletion_by_transaction_of_unowned_path_succeeds() {
 }
 
 #[test]
+fn deletion_by_transaction_after_earlier_tampering_succeeds() {
+    let mut evidence = genuine_upgrade();
+    evidence.change = ChangeKind::Deleted;
+    evidence.current = None;
+    evidence.package.owners.clear();
+    let mut tampering = write_by(None, 0);
+    tampering.exe = "/usr/bin/vim.basic".into();
+    let mut removal = write_by(Some(completed_transaction(5)), 0);
+    removal.removed_path = true;
+    evidence.writes = vec![tampering, removal];
+    assert_eq!(decide_default(&evidence).outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn deletion_by_ordinary_process_fails() {
+    let mut evidence = genuine_upgrade();
+    evidence.change = ChangeKind::Deleted;
+    evidence.current = None;
+    evidence.package.owners.clear();
+    let mut removal = write_by(None, 0);
+    removal.removed_path = true;
+    evidence.writes = vec![removal];
+    assert_failed(
+        &decide_default(&evidence),
+        "outside any package transaction",
+    );
+}
+
+#[test]
 fn deletion_of_still_owned_path_fails() {
     let mut evidence = genuine_upgrade();
     evidence.change = ChangeKind::Deleted;
