@@ -99,6 +99,8 @@ main() {
   install_bpf_linker
   mount_kernel_filesystems
   start_mail_transport
+  # qemu and busybox for the kernel matrix (`cargo xtask vm`).
+  bash "$(dirname "${BASH_SOURCE[0]}")/setup-vm.sh"
   log "ready"
 }
 

@@ -11,18 +11,22 @@ use std::path::PathBuf;
 /// tests run (cargo does not build another package's binaries for integration tests).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/<profile>/deps");
-    let binary = profile_dir.join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p verifier-userspace --bins` (cargo xtask test does)",
-        binary.display()
-    );
-    binary
+    // Test binaries live in target/<profile>/deps/, bins (the demo) in target/<profile>/.
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [
+        Some(dir.join(name)),
+        dir.parent().map(|profile| profile.join(name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|binary| binary.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing next to {}: run `cargo build -p verifier-userspace --bins` (cargo xtask test does)",
+                exe.display()
+            )
+        })
 }
 
 /// Panics unless running as root: these tests load eBPF programs and run dpkg.

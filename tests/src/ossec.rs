@@ -22,19 +22,19 @@ impl SyscheckEvent {
     fn rule(self, path: &str) -> (&'static str, u8, &'static str, String) {
         match self {
             Self::Changed => (
-                "100200",
+                "100210",
                 7,
                 "Integrity checksum changed.",
                 format!("Integrity checksum changed for: '{path}'"),
             ),
             Self::Deleted => (
-                "100203",
+                "100213",
                 7,
                 "File deleted. Unable to retrieve checksum.",
                 format!("File '{path}' was deleted. Unable to retrieve checksum."),
             ),
             Self::Added => (
-                "100204",
+                "100214",
                 5,
                 "File added to the system.",
                 format!("New file '{path}' added to the file system."),

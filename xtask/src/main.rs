@@ -21,7 +21,7 @@ enum Task {
     BuildEbpf(build_ebpf::Options),
     /// Run every check and test: fmt, clippy, unit, integration and root/eBPF tests.
     Test(test::Options),
-    /// The main job: run the daemon and show what it does.
+    /// The main job: the daemon judging a real dpkg upgrade, a tampered file and a hand-made change.
     Demo(demo::Options),
     /// Run the benchmarks and write a report with ratios against each baseline.
     Bench(bench::Options),

@@ -10,8 +10,31 @@ pub struct Options {
     /// Skip fmt and clippy.
     #[arg(long)]
     pub no_lint: bool,
-    /// Only run tests whose name contains this filter.
+    /// Skip the kernel matrix (the recorder tests on other kernels under qemu).
+    #[arg(long)]
+    pub no_vm: bool,
+    /// Only run tests whose name contains this filter (skips the kernel matrix).
     pub filter: Option<String>,
+}
+
+/// The recorder tests that need no package manager in the guest, on each kernel the recorder
+/// supports besides this one (see the README's kernel table), from the same build.
+const PORTABLE_RECORDER_TESTS: &[&str] = &[
+    "file_operations",
+    "relative_dirfd",
+    "ia32_syscalls",
+    "io_uring_use",
+    "files_open_for_write",
+    "a_full_ring_buffer",
+];
+
+fn kernel_matrix() -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args([
+        "xtask", "vm", "--kernel", "6.1", "--kernel", "6.12", "--test", "recorder", "--",
+    ]);
+    command.args(PORTABLE_RECORDER_TESTS);
+    run_checked(&mut command)
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {

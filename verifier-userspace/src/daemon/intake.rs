@@ -202,6 +202,7 @@ async fn apply(daemon: &Arc<Daemon>, batch: &[Event]) {
     if !ended.is_empty() {
         info!(transactions = ?ended, "package transactions ended");
         refresh_index(daemon);
+        tokio::task::block_in_place(|| daemon.refresh_trusted_package_managers());
         tokio::spawn(verdicts::transactions_ended(Arc::clone(daemon), ended));
     }
 }

@@ -87,7 +87,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         recorder: Mutex::new(recorder),
         mailer,
         self_critical,
-        trusted_package_managers: trusted,
+        trusted_package_managers: Mutex::new(trusted),
         intake: intake::Progress::default(),
         started,
         config,
@@ -249,7 +249,8 @@ pub(crate) struct Daemon {
     recorder: Mutex<Recorder>,
     mailer: MailerHandle,
     self_critical: SelfCritical,
-    trusted_package_managers: Vec<(PathBuf, FileId)>,
+    /// The package-manager binaries the kernel treats as transaction roots, as last verified.
+    trusted_package_managers: Mutex<Vec<(PathBuf, FileId)>>,
     intake: intake::Progress,
     started: Instant,
 }
@@ -266,6 +267,27 @@ impl Daemon {
         self.recorder
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// After a transaction (which may have upgraded dpkg or rpm itself, giving it a new inode):
+    /// verify the package managers again, trust what verifies now, stop trusting what does not.
+    fn refresh_trusted_package_managers(&self) {
+        let index = self.read_index();
+        let mut recorder = self.lock_recorder();
+        let now = trust_package_managers(&self.config, &index, &mut recorder);
+        let mut trusted = self
+            .trusted_package_managers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (path, old) in trusted.iter() {
+            if !now.iter().any(|(_, id)| id == old) {
+                info!(path = %path.display(), "package manager binary replaced; old inode no longer trusted");
+                if let Err(error) = recorder.untrust_package_manager(*old) {
+                    error!(%error, "cannot untrust the replaced package manager");
+                }
+            }
+        }
+        *trusted = now;
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, PackageIndex> {

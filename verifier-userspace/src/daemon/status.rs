@@ -21,7 +21,11 @@ impl Daemon {
             },
             "store": self.store_status(),
             "packages": self.index_status(),
-            "trusted_package_managers": self.trusted_package_managers.iter()
+            "trusted_package_managers": self.trusted_package_managers
+                .lock()
+                .map(|trusted| trusted.clone())
+                .unwrap_or_default()
+                .iter()
                 .map(|(path, id)| json!({"path": path, "dev": id.dev, "ino": id.ino}))
                 .collect::<Vec<_>>(),
             "mail": serde_json::to_value(self.mailer.stats()).unwrap_or(Value::Null),
