@@ -104,13 +104,14 @@ impl DpkgDb {
             &status_path,
             true,
             &mut errors,
-            |file, bytes| dpkg_files::parse_status(file, bytes),
+            dpkg_files::parse_status,
         )
         .map_err(|source| PackagesError::Read {
             path: status_path.clone(),
             source,
         })?;
         self.last_read.status_parsed = parsed;
+        let status = self.apply_update_journal(status, &mut errors);
         let diversions = self.read_optional(
             "diversions",
             &mut errors,
@@ -158,6 +159,49 @@ impl DpkgDb {
             },
             errors,
         ))
+    }
+
+    /// dpkg records each change of a running transaction in `updates/NNNN` (one stanza each)
+    /// and folds them into `status` only later; as dpkg does, later entries win.
+    fn apply_update_journal(
+        &mut self,
+        status: Arc<Vec<StatusRecord>>,
+        errors: &mut Vec<DbError>,
+    ) -> Arc<Vec<StatusRecord>> {
+        let updates_dir = self.admindir.join("updates");
+        let mut journal: Vec<(u64, PathBuf)> = match fs::read_dir(&updates_dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let number = entry.file_name().to_str()?.parse::<u64>().ok()?;
+                    Some((number, entry.path()))
+                })
+                .collect(),
+            Err(_) => return status,
+        };
+        if journal.is_empty() {
+            return status;
+        }
+        journal.sort();
+        let mut records = status.as_ref().clone();
+        for (_, path) in journal {
+            let Ok(bytes) = fs::read(&path) else {
+                continue;
+            };
+            self.last_read.info_files_parsed += 1;
+            let (updates, mut update_errors) = dpkg_files::parse_status(&path, &bytes);
+            errors.append(&mut update_errors);
+            for update in updates {
+                match records
+                    .iter_mut()
+                    .find(|record| record.package == update.package && record.arch == update.arch)
+                {
+                    Some(record) => *record = update,
+                    None => records.push(update),
+                }
+            }
+        }
+        Arc::new(records)
     }
 
     fn read_optional<T>(

@@ -437,7 +437,8 @@ fn lookup_id(kind: IdKind, name: &str) -> Option<u32> {
     if let Some(number) = name.strip_prefix('#') {
         return number.parse().ok();
     }
-    static CACHE: OnceLock<Mutex<HashMap<(IdKind, String), Option<u32>>>> = OnceLock::new();
+    type IdCache = Mutex<HashMap<(IdKind, String), Option<u32>>>;
+    static CACHE: OnceLock<IdCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     if let Ok(cache) = cache.lock()
         && let Some(id) = cache.get(&(kind, name.to_owned()))
