@@ -17,12 +17,10 @@ const GOOD_MD5: &str = "0123456789abcdef0123456789abcdef";
 
 fn admindir_with_damage(root: &Path) -> PathBuf {
     let admindir = root.join("dpkg");
-    let status = concat!(
-        "Package: good\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
+    let status = "Package: good\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
          Package: badsums\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
          Package: garbage\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n\
-         Package: cut\nVersion: 1\nArchitec"
-    );
+         Package: cut\nVersion: 1\nArchitec";
     write_file(&admindir, "status", status, 0o644);
     write_file(
         &admindir,
