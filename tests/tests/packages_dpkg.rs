@@ -9,7 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use packages_support::{TempDir, mode_of, run, run_locked, run_unchecked, unique_name, write_file};
+use packages_support::{
+    TempDir, mode_of, run, run_locked, run_locked_unchecked, unique_name, write_file,
+};
 use verifier::{
     config::PackagesConfig,
     packages::{
@@ -37,12 +39,13 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = run_unchecked("dpkg", &["--purge", &self.package]);
+        let _ = run_locked_unchecked("dpkg", &["--purge", &self.package]);
         if let Some(path) = &self.statoverride {
-            let _ = run_unchecked("dpkg-statoverride", &["--remove", path]);
+            let _ = run_locked_unchecked("dpkg-statoverride", &["--remove", path]);
         }
         if let Some(path) = &self.diversion {
-            let _ = run_unchecked("dpkg-divert", &["--local", "--no-rename", "--remove", path]);
+            let _ =
+                run_locked_unchecked("dpkg-divert", &["--local", "--no-rename", "--remove", path]);
         }
         for dir in &self.dirs {
             let _ = std::fs::remove_dir_all(dir);

@@ -6,7 +6,7 @@ mod packages_support;
 
 use std::path::{Path, PathBuf};
 
-use packages_support::{TempDir, run, run_locked, run_unchecked, unique_name};
+use packages_support::{TempDir, run, run_locked, run_locked_unchecked, unique_name};
 use verifier::{
     config::PackagesConfig,
     packages::{DbKind, FileFlags, FileKind, PackageIndex, rpm::discover_dbpath},
@@ -27,7 +27,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = run_unchecked("rpm", &["-e", "--nodeps", &self.package]);
+        let _ = run_locked_unchecked("rpm", &["-e", "--nodeps", &self.package]);
         for dir in &self.dirs {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -63,19 +63,27 @@ pub fn run_unchecked(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
 }
 
-/// Runs a package-manager command, retrying while another process holds its lock.
+/// Runs a package-manager command, retrying while another process holds its lock; panics
+/// when it fails for another reason.
 pub fn run_locked(program: &str, args: &[&str]) -> Output {
+    let output = run_locked_unchecked(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// As [`run_locked`], returning the output whatever the outcome (for cleanup in `Drop`).
+pub fn run_locked_unchecked(program: &str, args: &[&str]) -> Output {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let output = run_unchecked(program, args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let locked = stderr.contains("lock") && !output.status.success();
+        let locked =
+            !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("lock");
         if !locked || Instant::now() > deadline {
-            assert!(
-                output.status.success(),
-                "{program} {args:?} failed: {}\n{stderr}",
-                String::from_utf8_lossy(&output.stdout)
-            );
             return output;
         }
         thread::sleep(Duration::from_millis(200));

@@ -94,10 +94,48 @@ impl DpkgDb {
     }
 
     /// Reads the database, re-parsing only files whose stamp changed since the last read.
-    /// A missing or unreadable status file is fatal; any other problem is collected.
+    /// A missing or unreadable status file is fatal; any other problem is collected. When a
+    /// dpkg run changes the status or its journal during the read (files listed in a status
+    /// read a moment ago may be gone), the read is repeated, up to three times.
     pub fn read(&mut self) -> Result<(DpkgContents, Vec<DbError>), PackagesError> {
-        let mut errors = Vec::new();
         self.last_read = ReadCounts::default();
+        let mut attempt = 1;
+        loop {
+            let before = self.status_fingerprint();
+            let (contents, errors) = self.read_once()?;
+            if attempt == 3 || errors.is_empty() || self.status_fingerprint() == before {
+                return Ok((contents, errors));
+            }
+            tracing::debug!(
+                attempt,
+                "dpkg database changed while it was read; reading again"
+            );
+            attempt += 1;
+        }
+    }
+
+    /// Identity of the status file and its update journal.
+    fn status_fingerprint(&self) -> (Option<Stamp>, Vec<(std::ffi::OsString, u64)>) {
+        let status = fs::metadata(self.admindir.join("status"))
+            .ok()
+            .map(|metadata| Stamp::of(&metadata));
+        let mut journal: Vec<_> = fs::read_dir(self.admindir.join("updates"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|entry| {
+                (
+                    entry.file_name(),
+                    entry.metadata().map_or(0, |metadata| metadata.size()),
+                )
+            })
+            .collect();
+        journal.sort();
+        (status, journal)
+    }
+
+    fn read_once(&mut self) -> Result<(DpkgContents, Vec<DbError>), PackagesError> {
+        let mut errors = Vec::new();
         let status_path = self.admindir.join("status");
         let (status, parsed) = refresh_cached(
             &mut self.status,
@@ -110,7 +148,7 @@ impl DpkgDb {
             path: status_path.clone(),
             source,
         })?;
-        self.last_read.status_parsed = parsed;
+        self.last_read.status_parsed |= parsed;
         let status = self.apply_update_journal(status, &mut errors);
         let diversions = self.read_optional(
             "diversions",
