@@ -67,7 +67,12 @@ pub struct DpkgDb {
     diversions: Option<Cached<Vec<Diversion>>>,
     overrides: Option<Cached<Vec<StatOverride>>>,
     pub last_read: ReadCounts,
+    last_fingerprint: Option<Fingerprint>,
 }
+
+/// Stamps of status, diversions and statoverride, and the update journal's files. dpkg changes
+/// one of them in every run that changes anything else in the database.
+type Fingerprint = ([Option<Stamp>; 3], Vec<(std::ffi::OsString, u64)>);
 
 /// Everything the index needs from dpkg.
 pub struct DpkgContents {
@@ -86,7 +91,15 @@ impl DpkgDb {
             diversions: None,
             overrides: None,
             last_read: ReadCounts::default(),
+            last_fingerprint: None,
         }
+    }
+
+    /// Whether nothing changed since the last [`DpkgDb::read`] (a few `stat` calls).
+    pub fn is_unchanged(&self) -> bool {
+        self.last_fingerprint
+            .as_ref()
+            .is_some_and(|last| *last == self.status_fingerprint())
     }
 
     pub fn admindir(&self) -> &Path {
@@ -103,7 +116,11 @@ impl DpkgDb {
         loop {
             let before = self.status_fingerprint();
             let (contents, errors) = self.read_once()?;
-            if attempt == 3 || errors.is_empty() || self.status_fingerprint() == before {
+            let after = self.status_fingerprint();
+            if attempt == 3 || errors.is_empty() || after == before {
+                // The state read is at least as new as `before`; a change during the read
+                // shows as a difference at the next refresh.
+                self.last_fingerprint = Some(before);
                 return Ok((contents, errors));
             }
             tracing::debug!(
@@ -115,10 +132,13 @@ impl DpkgDb {
     }
 
     /// Identity of the status file and its update journal.
-    fn status_fingerprint(&self) -> (Option<Stamp>, Vec<(std::ffi::OsString, u64)>) {
-        let status = fs::metadata(self.admindir.join("status"))
-            .ok()
-            .map(|metadata| Stamp::of(&metadata));
+    fn status_fingerprint(&self) -> Fingerprint {
+        let stamp = |name: &str| {
+            fs::metadata(self.admindir.join(name))
+                .ok()
+                .map(|metadata| Stamp::of(&metadata))
+        };
+        let status = [stamp("status"), stamp("diversions"), stamp("statoverride")];
         let mut journal: Vec<_> = fs::read_dir(self.admindir.join("updates"))
             .into_iter()
             .flatten()

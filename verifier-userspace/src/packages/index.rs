@@ -259,6 +259,13 @@ impl PackageIndex {
     /// files; rpm: new package rows) and rebuilds the path map. Call when a transaction ends.
     pub fn refresh(&mut self) -> Result<Vec<DbError>, PackagesError> {
         let started = Instant::now();
+        let dpkg_unchanged = self.dpkg.as_ref().is_none_or(DpkgDb::is_unchanged);
+        let rpm_unchanged = self.rpm.as_ref().is_none_or(RpmDb::is_unchanged);
+        if dpkg_unchanged && rpm_unchanged {
+            self.stats.last_parsed_files = 0;
+            self.stats.last_refresh_time = Some(started.elapsed());
+            return Ok(Vec::new());
+        }
         let errors = self.rebuild()?;
         self.stats.last_refresh_time = Some(started.elapsed());
         Ok(errors)
