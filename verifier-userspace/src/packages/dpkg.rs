@@ -403,9 +403,12 @@ fn push_package_entries(
         .iter()
         .map(|conffile| (conffile.path.as_path(), conffile))
         .collect();
+    // Conffiles the status file tracks but the file list lacks (dpkg keeps their hash); not
+    // those dpkg itself removed (obsolete, remove-on-upgrade), as `dpkg --verify` does.
     let unlisted_conffiles = record
         .conffiles
         .iter()
+        .filter(|conffile| !conffile.obsolete && !conffile.remove_on_upgrade)
         .map(|conffile| &conffile.path)
         .filter(|path| !info.paths.contains(path));
     for listed in info.paths.iter().chain(unlisted_conffiles) {
