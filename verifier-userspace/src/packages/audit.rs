@@ -1,6 +1,7 @@
 //! Verifying every installed package file at once, in parallel, as `dpkg --verify`, `debsums`
 //! and `rpm -Va` do. Entries without anything to compare (dpkg directories and symlinks) are
-//! skipped, as dpkg does. Findings can be annotated by an [`Explainer`] (the provenance store).
+//! still checked to exist, as `dpkg --verify` does. Findings can be annotated by an
+//! [`Explainer`] (the provenance store).
 
 use std::{
     path::{Path, PathBuf},
@@ -11,9 +12,7 @@ use std::{
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{
-    DbError, FileEntry, FileKind, PackageIndex, PackageInfo, verify::Mismatch, verify_file,
-};
+use super::{DbError, FileEntry, PackageIndex, PackageInfo, verify::Mismatch, verify_file};
 
 /// Explains why a mismatching file changed, e.g. from the provenance store's write history.
 /// The lead wires the store in here; audit works without one.
@@ -68,15 +67,13 @@ impl AuditReport {
     }
 }
 
-/// The entries an audit verifies: those with something to compare.
+/// The entries an audit verifies: every entry of the selected packages (those without a
+/// digest are checked to exist and have the recorded type, mode and owner).
 pub fn auditable_entries<'a>(index: &'a PackageIndex, package: Option<&str>) -> Vec<&'a FileEntry> {
     index
         .entries()
         .iter()
         .filter(|entry| package.is_none_or(|name| entry.package.name == name))
-        .filter(|entry| {
-            entry.kind != FileKind::Unknown || entry.mode.is_some() || entry.owner.is_some()
-        })
         .collect()
 }
 

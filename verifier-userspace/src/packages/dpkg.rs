@@ -67,7 +67,12 @@ pub struct DpkgDb {
     diversions: Option<Cached<Vec<Diversion>>>,
     overrides: Option<Cached<Vec<StatOverride>>>,
     pub last_read: ReadCounts,
+    last_fingerprint: Option<Fingerprint>,
 }
+
+/// Stamps of status, diversions and statoverride, and the update journal's files. dpkg changes
+/// one of them in every run that changes anything else in the database.
+type Fingerprint = ([Option<Stamp>; 3], Vec<(std::ffi::OsString, u64)>);
 
 /// Everything the index needs from dpkg.
 pub struct DpkgContents {
@@ -86,7 +91,15 @@ impl DpkgDb {
             diversions: None,
             overrides: None,
             last_read: ReadCounts::default(),
+            last_fingerprint: None,
         }
+    }
+
+    /// Whether nothing changed since the last [`DpkgDb::read`] (a few `stat` calls).
+    pub fn is_unchanged(&self) -> bool {
+        self.last_fingerprint
+            .as_ref()
+            .is_some_and(|last| *last == self.status_fingerprint())
     }
 
     pub fn admindir(&self) -> &Path {
@@ -94,23 +107,69 @@ impl DpkgDb {
     }
 
     /// Reads the database, re-parsing only files whose stamp changed since the last read.
-    /// A missing or unreadable status file is fatal; any other problem is collected.
+    /// A missing or unreadable status file is fatal; any other problem is collected. When a
+    /// dpkg run changes the status or its journal during the read (files listed in a status
+    /// read a moment ago may be gone), the read is repeated, up to three times.
     pub fn read(&mut self) -> Result<(DpkgContents, Vec<DbError>), PackagesError> {
-        let mut errors = Vec::new();
         self.last_read = ReadCounts::default();
+        let mut attempt = 1;
+        loop {
+            let before = self.status_fingerprint();
+            let (contents, errors) = self.read_once()?;
+            let after = self.status_fingerprint();
+            if attempt == 3 || errors.is_empty() || after == before {
+                // The state read is at least as new as `before`; a change during the read
+                // shows as a difference at the next refresh.
+                self.last_fingerprint = Some(before);
+                return Ok((contents, errors));
+            }
+            tracing::debug!(
+                attempt,
+                "dpkg database changed while it was read; reading again"
+            );
+            attempt += 1;
+        }
+    }
+
+    /// Identity of the status file and its update journal.
+    fn status_fingerprint(&self) -> Fingerprint {
+        let stamp = |name: &str| {
+            fs::metadata(self.admindir.join(name))
+                .ok()
+                .map(|metadata| Stamp::of(&metadata))
+        };
+        let status = [stamp("status"), stamp("diversions"), stamp("statoverride")];
+        let mut journal: Vec<_> = fs::read_dir(self.admindir.join("updates"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|entry| {
+                (
+                    entry.file_name(),
+                    entry.metadata().map_or(0, |metadata| metadata.size()),
+                )
+            })
+            .collect();
+        journal.sort();
+        (status, journal)
+    }
+
+    fn read_once(&mut self) -> Result<(DpkgContents, Vec<DbError>), PackagesError> {
+        let mut errors = Vec::new();
         let status_path = self.admindir.join("status");
         let (status, parsed) = refresh_cached(
             &mut self.status,
             &status_path,
             true,
             &mut errors,
-            |file, bytes| dpkg_files::parse_status(file, bytes),
+            dpkg_files::parse_status,
         )
         .map_err(|source| PackagesError::Read {
             path: status_path.clone(),
             source,
         })?;
-        self.last_read.status_parsed = parsed;
+        self.last_read.status_parsed |= parsed;
+        let status = self.apply_update_journal(status, &mut errors);
         let diversions = self.read_optional(
             "diversions",
             &mut errors,
@@ -158,6 +217,49 @@ impl DpkgDb {
             },
             errors,
         ))
+    }
+
+    /// dpkg records each change of a running transaction in `updates/NNNN` (one stanza each)
+    /// and folds them into `status` only later; as dpkg does, later entries win.
+    fn apply_update_journal(
+        &mut self,
+        status: Arc<Vec<StatusRecord>>,
+        errors: &mut Vec<DbError>,
+    ) -> Arc<Vec<StatusRecord>> {
+        let updates_dir = self.admindir.join("updates");
+        let mut journal: Vec<(u64, PathBuf)> = match fs::read_dir(&updates_dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let number = entry.file_name().to_str()?.parse::<u64>().ok()?;
+                    Some((number, entry.path()))
+                })
+                .collect(),
+            Err(_) => return status,
+        };
+        if journal.is_empty() {
+            return status;
+        }
+        journal.sort();
+        let mut records = status.as_ref().clone();
+        for (_, path) in journal {
+            let Ok(bytes) = fs::read(&path) else {
+                continue;
+            };
+            self.last_read.info_files_parsed += 1;
+            let (updates, mut update_errors) = dpkg_files::parse_status(&path, &bytes);
+            errors.append(&mut update_errors);
+            for update in updates {
+                match records
+                    .iter_mut()
+                    .find(|record| record.package == update.package && record.arch == update.arch)
+                {
+                    Some(record) => *record = update,
+                    None => records.push(update),
+                }
+            }
+        }
+        Arc::new(records)
     }
 
     fn read_optional<T>(
@@ -301,9 +403,12 @@ fn push_package_entries(
         .iter()
         .map(|conffile| (conffile.path.as_path(), conffile))
         .collect();
+    // Conffiles the status file tracks but the file list lacks (dpkg keeps their hash); not
+    // those dpkg itself removed (obsolete, remove-on-upgrade), as `dpkg --verify` does.
     let unlisted_conffiles = record
         .conffiles
         .iter()
+        .filter(|conffile| !conffile.obsolete && !conffile.remove_on_upgrade)
         .map(|conffile| &conffile.path)
         .filter(|path| !info.paths.contains(path));
     for listed in info.paths.iter().chain(unlisted_conffiles) {

@@ -6,6 +6,7 @@
 use std::{
     collections::HashMap,
     fs,
+    hash::{BuildHasher, RandomState},
     path::{Component, Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -175,13 +176,39 @@ pub enum ExecutableError {
     },
 }
 
-/// Path → entries for every installed package file.
+/// The entries at one canonical path; most paths have exactly one owner.
+#[derive(Debug, Clone)]
+enum Owners {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Owners {
+    fn push(&mut self, number: u32) {
+        match self {
+            Self::One(first) => *self = Self::Many(vec![*first, number]),
+            Self::Many(numbers) => numbers.push(number),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Self::One(number) => std::slice::from_ref(number),
+            Self::Many(numbers) => numbers,
+        }
+    }
+}
+
+/// Path → entries for every installed package file. The map is keyed by a 64-bit hash of the
+/// canonical path (the path text lives once, in the entry); lookups compare the full path, so
+/// a hash collision can never return a wrong owner.
 pub struct PackageIndex {
     usr_merge: UsrMerge,
     dpkg: Option<DpkgDb>,
     rpm: Option<RpmDb>,
     entries: Vec<FileEntry>,
-    by_path: HashMap<PathBuf, Vec<u32>>,
+    by_path: HashMap<u64, Owners>,
+    path_hasher: RandomState,
     packages: Vec<Arc<PackageInfo>>,
     stats: IndexStats,
 }
@@ -211,6 +238,7 @@ impl PackageIndex {
             rpm,
             entries: Vec::new(),
             by_path: HashMap::new(),
+            path_hasher: RandomState::new(),
             packages: Vec::new(),
             stats: IndexStats::default(),
         };
@@ -231,6 +259,13 @@ impl PackageIndex {
     /// files; rpm: new package rows) and rebuilds the path map. Call when a transaction ends.
     pub fn refresh(&mut self) -> Result<Vec<DbError>, PackagesError> {
         let started = Instant::now();
+        let dpkg_unchanged = self.dpkg.as_ref().is_none_or(DpkgDb::is_unchanged);
+        let rpm_unchanged = self.rpm.as_ref().is_none_or(RpmDb::is_unchanged);
+        if dpkg_unchanged && rpm_unchanged {
+            self.stats.last_parsed_files = 0;
+            self.stats.last_refresh_time = Some(started.elapsed());
+            return Ok(Vec::new());
+        }
         let errors = self.rebuild()?;
         self.stats.last_refresh_time = Some(started.elapsed());
         Ok(errors)
@@ -259,21 +294,25 @@ impl PackageIndex {
                 packages.push(Arc::clone(&package.info));
             }
         }
-        let mut by_path: HashMap<PathBuf, Vec<u32>> = HashMap::with_capacity(entries.len());
+        let mut by_path: HashMap<u64, Owners> = HashMap::with_capacity(entries.len());
         for (number, entry) in entries.iter().enumerate() {
             let Ok(number) = u32::try_from(number) else {
                 break;
             };
+            let key = self.path_key(&self.usr_merge.canonical(&entry.path));
             by_path
-                .entry(self.usr_merge.canonical(&entry.path))
-                .or_default()
-                .push(number);
+                .entry(key)
+                .and_modify(|owners| owners.push(number))
+                .or_insert(Owners::One(number));
         }
         for entry_override in overrides.iter() {
-            let key = self.usr_merge.canonical(&entry_override.path);
-            for &number in by_path.get(&key).into_iter().flatten() {
+            let canonical = self.usr_merge.canonical(&entry_override.path);
+            let key = self.path_key(&canonical);
+            for &number in by_path.get(&key).map_or(&[][..], Owners::as_slice) {
                 let entry = &mut entries[number as usize];
-                if entry.package.db == DbKind::Dpkg {
+                if entry.package.db == DbKind::Dpkg
+                    && self.usr_merge.canonical(&entry.path) == canonical
+                {
                     entry.owner = Some(entry_override.owner.clone());
                     entry.group = Some(entry_override.group.clone());
                     entry.mode = Some(entry_override.mode);
@@ -312,10 +351,13 @@ impl PackageIndex {
             .sum();
         let map_bytes: usize = self
             .by_path
-            .iter()
-            .map(|(key, owners)| key.capacity() + owners.capacity() * 4)
+            .values()
+            .map(|owners| match owners {
+                Owners::One(_) => 0,
+                Owners::Many(numbers) => numbers.capacity() * 4,
+            })
             .sum::<usize>()
-            + self.by_path.capacity() * (std::mem::size_of::<(PathBuf, Vec<u32>)>() + 1);
+            + self.by_path.capacity() * (std::mem::size_of::<(u64, Owners)>() + 1);
         let package_bytes: usize = self
             .packages
             .iter()
@@ -352,12 +394,22 @@ impl PackageIndex {
     /// The entries of every package that owns `path` (or its usr-merge alias; for a diverted
     /// file, the package whose file now lives there).
     pub fn owners(&self, path: &Path) -> Vec<&FileEntry> {
-        self.by_path
-            .get(&self.usr_merge.canonical(path))
-            .into_iter()
-            .flatten()
+        let canonical = self.usr_merge.canonical(path);
+        let Some(owners) = self.by_path.get(&self.path_key(&canonical)) else {
+            return Vec::new();
+        };
+        owners
+            .as_slice()
+            .iter()
             .filter_map(|number| self.entries.get(*number as usize))
+            .filter(|entry| {
+                entry.path == canonical || self.usr_merge.canonical(&entry.path) == canonical
+            })
             .collect()
+    }
+
+    fn path_key(&self, canonical: &Path) -> u64 {
+        self.path_hasher.hash_one(canonical)
     }
 
     /// Verifies the file at `path` against every entry that owns it.

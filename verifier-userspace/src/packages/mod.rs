@@ -179,8 +179,10 @@ impl Digest {
             return None;
         }
         let bytes = hex
-            .chunks_exact(2)
-            .map(|pair| Some(hex_value(pair[0])? << 4 | hex_value(pair[1])?))
+            .as_chunks::<2>()
+            .0
+            .iter()
+            .map(|[high, low]| Some(hex_value(*high)? << 4 | hex_value(*low)?))
             .collect::<Option<Box<[u8]>>>()?;
         Some(Self { algo, bytes })
     }

@@ -75,6 +75,11 @@ impl RpmDb {
         }
     }
 
+    /// Whether the database files are unchanged since the last [`RpmDb::read`].
+    pub fn is_unchanged(&self) -> bool {
+        self.stamp.is_some() && db_stamp(&self.sqlite_file()) == self.stamp
+    }
+
     pub fn dbpath(&self) -> &Path {
         &self.dbpath
     }

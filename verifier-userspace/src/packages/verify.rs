@@ -364,18 +364,32 @@ fn reopen_for_reading(handle: &OwnedFd) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// Hashes everything `reader` yields with `algo`.
+/// Hashes everything `reader` yields with `algo`, through one reused buffer per thread (a fresh
+/// zeroed buffer per file cost more CPU than hashing small files).
 pub fn hash_reader(mut reader: impl Read, algo: DigestAlgo) -> io::Result<Vec<u8>> {
-    let mut hasher = Hasher::new(algo);
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        match reader.read(&mut buffer) {
-            Ok(0) => return Ok(hasher.finish()),
-            Ok(count) => hasher.update(&buffer[..count]),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
+    BUFFER.with(|buffer| {
+        let mut fallback = Vec::new();
+        let mut borrowed = buffer.try_borrow_mut();
+        let buffer: &mut [u8] = match borrowed.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => {
+                fallback.resize(256 * 1024, 0);
+                &mut fallback
+            }
+        };
+        let mut hasher = Hasher::new(algo);
+        loop {
+            match reader.read(buffer) {
+                Ok(0) => return Ok(hasher.finish()),
+                Ok(count) => hasher.update(&buffer[..count]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    })
 }
 
 /// One streaming hasher per supported algorithm.
@@ -437,7 +451,8 @@ fn lookup_id(kind: IdKind, name: &str) -> Option<u32> {
     if let Some(number) = name.strip_prefix('#') {
         return number.parse().ok();
     }
-    static CACHE: OnceLock<Mutex<HashMap<(IdKind, String), Option<u32>>>> = OnceLock::new();
+    type IdCache = Mutex<HashMap<(IdKind, String), Option<u32>>>;
+    static CACHE: OnceLock<IdCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     if let Ok(cache) = cache.lock()
         && let Some(id) = cache.get(&(kind, name.to_owned()))
