@@ -56,6 +56,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     step("integration tests", &mut || {
         integration_tests(filter.as_deref())
     })?;
+    if options.filter.is_none() && !options.no_vm {
+        step("kernel matrix (qemu)", &mut kernel_matrix)?;
+    }
     for (name, elapsed) in &timings {
         eprintln!("xtask: {name}: {:.1}s", elapsed.as_secs_f64());
     }

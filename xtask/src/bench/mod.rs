@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: every benchmark in one run. Each compares the verifier against its baseline
 //! measured in the same run and reports ratios; the report (Markdown) and the raw samples (JSON) go to
 //! `bench-results/`. Timings are medians over repeated runs, with min and max.
+mod packages;
 mod report;
+mod store;
 
 use std::path::PathBuf;
 
@@ -27,7 +29,18 @@ type Benchmark = (
 );
 
 /// The benchmarks, in report order.
-const BENCHMARKS: &[Benchmark] = &[];
+const BENCHMARKS: &[Benchmark] = &[("packages", bench_packages), ("store", store::run)];
+
+/// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.
+fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    let results = packages::run(&workspace_root())?;
+    report.sections.push(results.to_markdown());
+    report.raw.push((
+        "packages".into(),
+        serde_json::from_str(&results.in_process).unwrap_or(serde_json::Value::Null),
+    ));
+    Ok(())
+}
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
     require_root("bench")?;

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+
+use crate::process::{cargo, run_checked};
 
 /// One timed command.
 pub struct Timing {
@@ -33,9 +35,13 @@ pub struct PackagesBench {
 impl PackagesBench {
     /// A markdown report with ratios.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from("### Package verification (whole dpkg database, warm cache)\n\n");
+        let mut out =
+            String::from("### Package verification (whole dpkg database, warm cache)\n\n");
         out.push_str("| tool | wall time | verifier audit is faster by |\n|---|---|---|\n");
-        out.push_str(&format!("| verifier audit | {:.2} s | 1.0x |\n", self.audit.as_secs_f64()));
+        out.push_str(&format!(
+            "| verifier audit | {:.2} s | 1.0x |\n",
+            self.audit.as_secs_f64()
+        ));
         for baseline in &self.baselines {
             match baseline.wall {
                 Some(wall) => out.push_str(&format!(
@@ -44,7 +50,10 @@ impl PackagesBench {
                     wall.as_secs_f64(),
                     wall.as_secs_f64() / self.audit.as_secs_f64()
                 )),
-                None => out.push_str(&format!("| {} | not run: {} | - |\n", baseline.name, baseline.note)),
+                None => out.push_str(&format!(
+                    "| {} | not run: {} | - |\n",
+                    baseline.name, baseline.note
+                )),
             }
         }
         out.push_str(&format!(
@@ -53,28 +62,21 @@ impl PackagesBench {
         ));
         if let Some(lookup_ns) = self.lookup_ns {
             let dpkg_ns = self.dpkg_s.as_secs_f64() * 1e9;
-            out.push_str(&format!("| PackageIndex::owners | {lookup_ns:.0} ns | 1x |\n"));
+            out.push_str(&format!(
+                "| PackageIndex::owners | {lookup_ns:.0} ns | 1x |\n"
+            ));
             out.push_str(&format!(
                 "| dpkg -S | {:.1} ms | {:.0}x slower |\n",
                 dpkg_ns / 1e6,
                 dpkg_ns / lookup_ns
             ));
         }
-        out.push_str(&format!("\nIn-process measurements: `{}`\n", self.in_process.trim()));
+        out.push_str(&format!(
+            "\nIn-process measurements: `{}`\n",
+            self.in_process.trim()
+        ));
         out
     }
-}
-
-fn cargo(workspace: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .args(args)
-        .current_dir(workspace)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("cargo {args:?} failed");
-    }
-    Ok(())
 }
 
 /// Runs a command to completion with its output discarded and returns its wall time, or
@@ -109,19 +111,16 @@ fn baseline(name: &str, program: &str, args: &[&str]) -> anyhow::Result<Timing> 
 
 /// Builds what it needs in release mode, runs every measurement once and returns the results.
 pub fn run(workspace: &Path) -> anyhow::Result<PackagesBench> {
-    cargo(
-        workspace,
-        &[
-            "build",
-            "--release",
-            "-p",
-            "verifier-userspace",
-            "--bin",
-            "verifier",
-            "--example",
-            "packages_bench",
-        ],
-    )?;
+    run_checked(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "verifier-userspace",
+        "--bin",
+        "verifier",
+        "--example",
+        "packages_bench",
+    ]))?;
     let release = workspace.join("target/release");
     let verifier = release.join("verifier");
     let verifier = verifier.to_str().context("non-UTF-8 target path")?;

@@ -65,6 +65,10 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
     /// Single figures without a baseline (RSS, store size, events lost).
     pub figures: Vec<(String, Samples)>,
+    /// Markdown sections of benchmarks that report their own tables.
+    pub sections: Vec<String>,
+    /// Their raw numbers, by benchmark.
+    pub raw: Vec<(String, serde_json::Value)>,
 }
 
 impl Report {
@@ -101,6 +105,10 @@ impl Report {
                 let _ = writeln!(md, "| {name} | {} |", spread(samples));
             }
         }
+        for section in &self.sections {
+            md.push('\n');
+            md.push_str(section);
+        }
         md
     }
 
@@ -118,6 +126,7 @@ impl Report {
             "figures": self.figures.iter().map(|(name, s)| serde_json::json!({
                 "name": name, "samples": samples(s),
             })).collect::<Vec<_>>(),
+            "raw": self.raw.iter().cloned().collect::<serde_json::Map<_, _>>(),
         })
     }
 }

@@ -1,49 +1,61 @@
-//! `cargo xtask bench store`: how many recorder events per second the provenance store applies
-//! (release mode), in batches, against the 100,000 events/s requirement. Needs `verifier-userspace`
-//! as a dependency of xtask; the scenarios themselves live in `verifier::store::bench`.
-use std::path::Path;
+//! Provenance-store apply throughput (release build, `examples/store_bench.rs`): events per second
+//! against the 100,000 events/s requirement, per scenario, as ratios.
+use std::process::Command;
 
 use anyhow::Context as _;
-use verifier::store::bench::{REQUIRED_EVENTS_PER_SECOND, ThroughputResult, apply_throughput};
 
-/// Events per scenario and events per batch used by default.
-pub const DEFAULT_EVENTS: usize = 200_000;
-pub const DEFAULT_BATCH: usize = 1_024;
+use super::{Options, Report};
+use crate::process::{cargo, run_checked, workspace_root};
 
-/// Runs the store benchmark with stores under `scratch` and prints one line per scenario
-/// (or JSON); returns the results for the caller's summary.
-pub fn run(
-    scratch: &Path,
-    events: usize,
-    batch: usize,
-    json: bool,
-) -> anyhow::Result<Vec<ThroughputResult>> {
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: store benchmark built without optimisations; numbers are not meaningful"
-        );
+/// The requirement the ratios are taken against.
+const REQUIRED_EVENTS_PER_SECOND: f64 = 100_000.0;
+
+pub fn run(_options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    run_checked(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "verifier-userspace",
+        "--example",
+        "store_bench",
+    ]))?;
+    let scratch = tempdir()?;
+    let binary = workspace_root().join("target/release/examples/store_bench");
+    let output = Command::new(&binary)
+        .arg(&scratch)
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    anyhow::ensure!(
+        output.status.success(),
+        "store_bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).context("store_bench output")?;
+    let mut section = String::from(
+        "### Provenance store: events applied per second (release, batches of 1,024)\n\n\
+         | scenario | events/s (wall) | ratio to 100,000/s | events per CPU-second | bytes on disk |\n|---|---|---|---|---|\n",
+    );
+    for result in &results {
+        let per_second = result["events_per_second"].as_f64().unwrap_or(f64::NAN);
+        section.push_str(&format!(
+            "| {} | {per_second:.0} | {:.2}× | {:.0} | {} |\n",
+            result["scenario"].as_str().unwrap_or("?"),
+            per_second / REQUIRED_EVENTS_PER_SECOND,
+            result["events_per_cpu_second"].as_f64().unwrap_or(f64::NAN),
+            result["bytes_on_disk"]
+        ));
     }
-    let results = apply_throughput(scratch, events, batch)
-        .with_context(|| format!("store benchmark in {}", scratch.display()))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-    } else {
-        for result in &results {
-            println!(
-                "store apply {:<17} {:>8} events, batch {:>5}: {:>7.3} s wall {:>9.0} events/s \
-                 ({:.2}x the required {:.0}/s); {:>7.3} s CPU {:>9.0} events/CPU-s; {} bytes on disk",
-                result.scenario,
-                result.events,
-                result.batch_size,
-                result.seconds,
-                result.events_per_second,
-                result.ratio_to_required,
-                REQUIRED_EVENTS_PER_SECOND,
-                result.cpu_seconds,
-                result.events_per_cpu_second,
-                result.bytes_on_disk
-            );
-        }
-    }
-    Ok(results)
+    report.sections.push(section);
+    report
+        .raw
+        .push(("store".into(), serde_json::Value::Array(results)));
+    Ok(())
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("verifier-store-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
