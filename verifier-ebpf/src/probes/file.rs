@@ -451,12 +451,9 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let program = ProgramId::SysExit;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: copied out before the entry is removed.
-    let stash = match unsafe { SYSCALL_STASH.get(&pid_tgid) } {
-        Some(stash) => *stash,
-        // Read-only opens were not stashed; anything else missing was lost at entry.
-        None => return None,
-    };
+    // SAFETY: copied out before the entry is removed. Read-only opens were not stashed; anything
+    // else missing was lost at entry.
+    let stash = *unsafe { SYSCALL_STASH.get(&pid_tgid) }?;
     let _ = SYSCALL_STASH.remove(&pid_tgid);
     count(program, Count::Total);
     let ret: i64 = ctx.arg(1);
