@@ -149,10 +149,12 @@ pub fn run(workspace: &Path) -> anyhow::Result<PackagesBench> {
         .and_then(|rest| rest.split([',', '}']).next())
         .and_then(|value| value.trim().parse::<f64>().ok());
 
+    // dpkg -S only knows the name its file list records: /bin/bash on a usr-merged Debian 12
+    // (it answers "no path found" for /usr/bin/bash, which the index resolves).
     let rounds = 20u32;
     let started = Instant::now();
     for _ in 0..rounds {
-        time_command("dpkg", &["-S", lookup_path.to_str().context("path")?])?;
+        time_command("dpkg", &["-S", "/bin/bash"])?;
     }
     let dpkg_s = started.elapsed() / rounds;
 
