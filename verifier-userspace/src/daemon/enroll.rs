@@ -9,9 +9,7 @@ use tracing::{error, info};
 
 use super::Daemon;
 use crate::{
-    decision::gather::current_state,
-    events::FileId,
-    intake::wall_clock_now,
+    decision::gather::{baseline_of, current_state},
     packages::{FileKind, verify_file},
     store::Baseline,
 };
@@ -64,21 +62,8 @@ fn candidates(daemon: &Daemon) -> Vec<(PathBuf, Baseline)> {
             }
             let state = current_state(&entry.path)?;
             let digest = entry.digest.as_ref()?;
-            Some((
-                entry.path.clone(),
-                Baseline {
-                    file: FileId {
-                        dev: state.dev,
-                        ino: state.ino,
-                    },
-                    size: state.size,
-                    mtime_ns: i64::try_from(state.mtime_ns).ok()?,
-                    ctime_ns: i64::try_from(state.ctime_ns).ok()?,
-                    digest: digest.to_hex(),
-                    algorithm: digest.algo.to_string(),
-                    time: wall_clock_now(),
-                },
-            ))
+            let baseline = baseline_of(&state, digest.algo.to_string(), digest.to_hex())?;
+            Some((entry.path.clone(), baseline))
         })
         .collect()
 }

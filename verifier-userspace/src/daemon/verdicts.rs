@@ -18,8 +18,8 @@ use crate::{
     decision::{
         Decision, Evidence,
         gather::{
-            baseline_evidence, current_state, describe_gap, kernel_path, package_evidence,
-            provenance_evidence,
+            baseline_evidence, baseline_of, current_state, describe_gap, kernel_path,
+            package_evidence, provenance_evidence,
         },
     },
     events::{FileId, WallNanos},
@@ -286,20 +286,8 @@ impl Daemon {
 
 /// The file as it is now, trusted from now on.
 fn new_baseline(evidence: &Evidence, digest: Option<(String, String)>) -> Option<Baseline> {
-    let current = evidence.current.as_ref()?;
     let (algorithm, digest) = digest.unwrap_or_default();
-    Some(Baseline {
-        file: FileId {
-            dev: current.dev,
-            ino: current.ino,
-        },
-        size: current.size,
-        mtime_ns: i64::try_from(current.mtime_ns).ok()?,
-        ctime_ns: i64::try_from(current.ctime_ns).ok()?,
-        digest,
-        algorithm,
-        time: wall_clock_now(),
-    })
+    baseline_of(evidence.current.as_ref()?, algorithm, digest)
 }
 
 /// Decides the requests waiting for any of `ended` (transaction ids of this boot).

@@ -289,6 +289,22 @@ pub fn describe_gap(gap: &Gap) -> String {
     )
 }
 
+/// A baseline for the file in `state` as it is now, with the digest its package records.
+pub fn baseline_of(state: &FileState, algorithm: String, digest: String) -> Option<Baseline> {
+    Some(Baseline {
+        file: crate::events::FileId {
+            dev: state.dev,
+            ino: state.ino,
+        },
+        size: state.size,
+        mtime_ns: i64::try_from(state.mtime_ns).ok()?,
+        ctime_ns: i64::try_from(state.ctime_ns).ok()?,
+        digest,
+        algorithm,
+        time: crate::intake::wall_clock_now(),
+    })
+}
+
 /// The trusted baseline, in the engine's terms.
 pub fn baseline_evidence(baseline: &Baseline) -> BaselineEvidence {
     BaselineEvidence {
