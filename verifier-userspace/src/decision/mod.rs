@@ -85,6 +85,11 @@ fn first_failure(
         return Err(fail(format!("cannot verify this path: {problem}")));
     }
     check_self_critical(evidence)?;
+    if evidence.change != ChangeKind::Deleted {
+        // A write by anything but the package manager decides on its own, gaps or not, and is
+        // the most useful reason to give.
+        check_no_foreign_writer(&evidence.writes)?;
+    }
     check_evidence_complete(evidence, findings)?;
     if evidence.change == ChangeKind::Deleted {
         return check_deletion(evidence, findings);
@@ -115,6 +120,30 @@ fn check_self_critical(evidence: &Evidence) -> Result<(), Verdict> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Fails on the first write not made by a package manager itself (depth 0 of a transaction).
+fn check_no_foreign_writer(writes: &[WriteEvidence]) -> Result<(), Verdict> {
+    for write in writes {
+        match &write.transaction {
+            None => {
+                return Err(fail(format!(
+                    "written by {} outside any package transaction",
+                    write.describe_process()
+                )));
+            }
+            Some(transaction) if write.depth > 0 => {
+                return Err(fail(format!(
+                    "written by {} at depth {} of transaction {} (a maintainer script or helper, not the package manager itself)",
+                    write.describe_process(),
+                    write.depth,
+                    transaction.id
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// No evidence means no acceptance: gaps, lost events, io_uring, writers older than monitoring.
@@ -195,23 +224,10 @@ fn check_writers<'e>(
     writes: &'e [WriteEvidence],
     findings: &mut Vec<String>,
 ) -> Result<&'e TransactionEvidence, Verdict> {
+    findings.extend(writes.iter().map(|write| format!("write: {write}")));
+    check_no_foreign_writer(writes)?;
     let mut accepted: Option<&TransactionEvidence> = None;
-    for write in writes {
-        findings.push(format!("write: {write}"));
-        let Some(transaction) = &write.transaction else {
-            return Err(fail(format!(
-                "written by {} outside any package transaction",
-                write.describe_process()
-            )));
-        };
-        if write.depth > 0 {
-            return Err(fail(format!(
-                "written by {} at depth {} of transaction {} (a maintainer script or helper, not the package manager itself)",
-                write.describe_process(),
-                write.depth,
-                transaction.id
-            )));
-        }
+    for transaction in writes.iter().filter_map(|write| write.transaction.as_ref()) {
         check_transaction(transaction)?;
         accepted = Some(transaction);
     }

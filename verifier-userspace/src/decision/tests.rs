@@ -133,6 +133,17 @@ fn gap_fails_even_for_genuine_upgrade() {
 }
 
 #[test]
+fn foreign_writer_is_named_before_any_gap() {
+    let mut evidence = genuine_upgrade();
+    evidence.gaps.push("monitoring_not_started".into());
+    evidence.writes.push(write_by(None, 0));
+    assert_failed(
+        &decide_default(&evidence),
+        "outside any package transaction",
+    );
+}
+
+#[test]
 fn incomplete_history_fails() {
     let mut evidence = genuine_upgrade();
     evidence
