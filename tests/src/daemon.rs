@@ -34,9 +34,7 @@ impl TestDaemon {
         let config = root.join("config.toml");
         let text = format!(
             "state_dir = {state_dir:?}\nsocket = {socket:?}\n\n[active_response]\n\
-             log_path = {ar_log:?}\nalerts_log = {alerts_log:?}\n\
-             # Debug builds refresh the package index slowly after a transaction.\n\
-             request_timeout_ms = 30000\n\n{extra_toml}\n"
+             log_path = {ar_log:?}\nalerts_log = {alerts_log:?}\n\n{extra_toml}\n"
         );
         fs::write(&config, text).expect("write config");
         let log = root.join("daemon.log");

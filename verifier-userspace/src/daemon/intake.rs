@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use super::{Daemon, verdicts};
@@ -23,6 +22,10 @@ use crate::{
 
 /// Most events applied in one store transaction.
 const BATCH: usize = 8192;
+/// On a quiet host, how often the reader re-drains to mark that everything so far is stored.
+const IDLE_MARK_EVERY: Duration = Duration::from_millis(50);
+/// How often a waiting verdict looks at the intake's progress.
+const APPLIED_POLL: Duration = Duration::from_millis(10);
 /// The window over which the event rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -30,7 +33,6 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Progress {
     applied_through: AtomicU64,
-    changed: Notify,
     events_applied: AtomicU64,
     failed_batches: AtomicU64,
     rate: Mutex<Rate>,
@@ -47,7 +49,6 @@ impl Default for Progress {
     fn default() -> Self {
         Self {
             applied_through: AtomicU64::new(0),
-            changed: Notify::new(),
             events_applied: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             rate: Mutex::new(Rate {
@@ -63,20 +64,17 @@ impl Progress {
     /// Waits until every event recorded before `time` is in the store; false on timeout.
     pub(crate) async fn wait_until_applied(&self, time: WallNanos, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            if self.applied_through.load(Ordering::Acquire) >= time {
-                return true;
+        while self.applied_through.load(Ordering::Acquire) < time {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.applied_through.load(Ordering::Acquire) >= time;
-            }
+            tokio::time::sleep(APPLIED_POLL).await;
         }
+        true
     }
 
     fn mark_applied_through(&self, time: WallNanos) {
         self.applied_through.fetch_max(time, Ordering::AcqRel);
-        self.changed.notify_waiters();
     }
 
     fn count(&self, events: usize) {
@@ -114,29 +112,37 @@ impl Progress {
 /// Batches read from the ring buffer, waiting to be stored.
 const QUEUED_CHUNKS: usize = 256;
 
-/// Events read from the ring buffer. `drained_at`: the reader found the ring buffer empty at that
-/// instant, so every event recorded before it is in this chunk or an earlier one.
+/// Events read from the ring buffer. `drained_at`: every event recorded before that instant is in
+/// this chunk or an earlier one.
 struct Chunk {
     events: Vec<Event>,
     drained_at: Option<WallNanos>,
 }
 
 /// Runs until the ring buffer cannot be read any more (then records an open gap). Reading and
-/// storing are separate tasks, so neither SQLite nor an index refresh ever holds up the ring
-/// buffer; if storing falls far behind, the queue fills, the kernel counts lost records and
-/// they become a gap.
+/// storing are separate: the reader is an async task that only drains the ring buffer, the writer
+/// a thread of its own that stores batches and refreshes the package index, so neither SQLite nor
+/// an index refresh ever holds up the ring buffer or the runtime. If storing falls far behind,
+/// the queue fills, the kernel counts lost records and they become a gap.
 pub(crate) async fn run(daemon: Arc<Daemon>, events: EventStream) {
-    let (chunks, mut queued) = tokio::sync::mpsc::channel(QUEUED_CHUNKS);
-    let reader = tokio::spawn(read_ring(events, chunks));
-    while let Some(chunk) = queued.recv().await {
-        if !chunk.events.is_empty() {
-            apply(&daemon, &chunk.events).await;
-        }
-        if let Some(time) = chunk.drained_at {
-            daemon.intake.mark_applied_through(time);
-        }
+    let (chunks, queued) = tokio::sync::mpsc::channel(QUEUED_CHUNKS);
+    let writer_daemon = Arc::clone(&daemon);
+    let runtime = tokio::runtime::Handle::current();
+    let writer = std::thread::Builder::new()
+        .name("verifier-store".into())
+        .spawn(move || store_chunks(&writer_daemon, queued, &runtime));
+    if let Err(error) = writer {
+        error!(%error, "cannot start the store writer: no evidence is recorded");
+        record_gap(
+            &daemon,
+            wall_clock_now(),
+            None,
+            GapKind::StoreFailure,
+            format!("the store writer could not start: {error}"),
+        );
+        return;
     }
-    let _ = reader.await;
+    read_ring(events, chunks).await;
     error!("the recorder's event stream ended: no further evidence is recorded");
     record_gap(
         &daemon,
@@ -147,33 +153,47 @@ pub(crate) async fn run(daemon: Arc<Daemon>, events: EventStream) {
     );
 }
 
+/// The writer thread: stores each chunk, then marks how far the evidence is stored.
+fn store_chunks(
+    daemon: &Arc<Daemon>,
+    mut queued: tokio::sync::mpsc::Receiver<Chunk>,
+    runtime: &tokio::runtime::Handle,
+) {
+    while let Some(chunk) = queued.blocking_recv() {
+        if !chunk.events.is_empty() {
+            apply(daemon, &chunk.events, runtime);
+        }
+        if let Some(time) = chunk.drained_at {
+            daemon.intake.mark_applied_through(time);
+        }
+    }
+}
+
 async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Chunk>) {
     loop {
-        let drained_at = wall_clock_now();
+        let before_drain = wall_clock_now();
         let batch = events.try_next_batch(BATCH);
-        let chunk = if batch.is_empty() {
-            Chunk {
-                events: Vec::new(),
-                drained_at: Some(drained_at),
-            }
-        } else {
-            Chunk {
+        let idle = batch.is_empty();
+        // A short batch means the ring buffer was read until empty after `before_drain`: every
+        // event recorded before that instant is in this chunk or an earlier one. (Waiting for an
+        // empty batch instead would never mark progress on a busy host.)
+        let drained_at = (batch.len() < BATCH).then_some(before_drain);
+        if chunks
+            .send(Chunk {
                 events: batch,
-                drained_at: None,
-            }
-        };
-        let idle = chunk.drained_at.is_some();
-        if chunks.send(chunk).await.is_err() {
+                drained_at,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
         if idle {
             let Some(first) = events.next().await else {
                 return;
             };
-            let mut batch = vec![first];
-            batch.extend(events.try_next_batch(BATCH - 1));
             let chunk = Chunk {
-                events: batch,
+                events: vec![first],
                 drained_at: None,
             };
             if chunks.send(chunk).await.is_err() {
@@ -183,8 +203,8 @@ async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Ch
     }
 }
 
-async fn apply(daemon: &Arc<Daemon>, batch: &[Event]) {
-    let result = tokio::task::block_in_place(|| daemon.lock_store().apply(batch));
+fn apply(daemon: &Arc<Daemon>, batch: &[Event], runtime: &tokio::runtime::Handle) {
+    let result = daemon.lock_store().apply(batch);
     daemon.intake.count(batch.len());
     if let Err(error) = result {
         daemon.intake.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -202,27 +222,30 @@ async fn apply(daemon: &Arc<Daemon>, batch: &[Event]) {
     if !ended.is_empty() {
         info!(transactions = ?ended, "package transactions ended");
         refresh_index(daemon);
-        tokio::task::block_in_place(|| daemon.refresh_trusted_package_managers());
-        tokio::spawn(verdicts::transactions_ended(Arc::clone(daemon), ended));
+        daemon.refresh_trusted_package_managers();
+        runtime.spawn(verdicts::transactions_ended(Arc::clone(daemon), ended));
     }
 }
 
 /// The package databases changed: re-read what changed.
 fn refresh_index(daemon: &Daemon) {
-    tokio::task::block_in_place(|| {
-        let mut index = daemon
-            .index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match index.refresh() {
-            Ok(problems) => {
-                for problem in problems {
-                    warn!(%problem, "package database problem after refresh");
-                }
+    let started = Instant::now();
+    let mut index = daemon
+        .index
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match index.refresh() {
+        Ok(problems) => {
+            for problem in problems {
+                warn!(%problem, "package database problem after refresh");
             }
-            Err(error) => error!(%error, "package index refresh failed; answers may be stale"),
         }
-    });
+        Err(error) => error!(%error, "package index refresh failed; answers may be stale"),
+    }
+    info!(
+        ms = started.elapsed().as_millis(),
+        "package index refreshed"
+    );
 }
 
 fn ended_transactions(batch: &[Event]) -> Vec<u64> {
@@ -267,7 +290,7 @@ fn record_gap(
         kind,
         detail,
     };
-    if let Err(error) = tokio::task::block_in_place(|| daemon.lock_store().record_gap(&gap)) {
+    if let Err(error) = daemon.lock_store().record_gap(&gap) {
         error!(%error, ?gap, "cannot record a gap in the evidence");
     }
 }

@@ -45,7 +45,17 @@ impl Daemon {
             .intake
             .wait_until_applied(received, self.intake_wait())
             .await;
+        if !caught_up {
+            warn!(
+                received,
+                stored_through = self.intake.applied_through(),
+                "events from before the alert are not stored yet"
+            );
+        }
+        let waited_ms = (wall_clock_now().saturating_sub(received)) / 1_000_000;
         let decided = tokio::task::block_in_place(|| self.decide_alert(&alert, caught_up));
+        let decided_ms = (wall_clock_now().saturating_sub(received)) / 1_000_000;
+        tracing::debug!(waited_ms, decided_ms, "verdict timing");
         self.conclude(&alert, decided, received)
     }
 
