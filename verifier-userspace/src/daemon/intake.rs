@@ -189,8 +189,12 @@ async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Ch
             return;
         }
         if idle {
-            let Some(first) = events.next().await else {
-                return;
+            // Wait for the next event, but not for long: on a quiet host the next drain marks
+            // the progress a verdict may be waiting for.
+            let first = match tokio::time::timeout(IDLE_MARK_EVERY, events.next()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return,
+                Err(_quiet) => continue,
             };
             let chunk = Chunk {
                 events: vec![first],
