@@ -52,10 +52,7 @@ impl Daemon {
                 "events from before the alert are not stored yet"
             );
         }
-        let waited_ms = (wall_clock_now().saturating_sub(received)) / 1_000_000;
         let decided = tokio::task::block_in_place(|| self.decide_alert(&alert, caught_up));
-        let decided_ms = (wall_clock_now().saturating_sub(received)) / 1_000_000;
-        tracing::debug!(waited_ms, decided_ms, "verdict timing");
         self.conclude(&alert, decided, received)
     }
 
