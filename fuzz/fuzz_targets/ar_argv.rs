@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
             change: ChangeKind::Modified,
             path: "/usr/bin/curl".to_owned(),
             md5_after: None,
+            sha1_after: None,
             sha256_after: None,
         };
         if cross_check(&invocation, &alert).is_ok()

@@ -24,6 +24,12 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon; `extra_toml` is appended to the generated configuration (sections only).
     pub fn start(extra_toml: &str) -> Self {
+        Self::start_with("", extra_toml)
+    }
+
+    /// Starts a daemon with more `[active_response]` keys (`active_response_keys`, `key = value`
+    /// lines) and `extra_toml` appended (sections only).
+    pub fn start_with(active_response_keys: &str, extra_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let state_dir = root.join("state");
@@ -34,7 +40,7 @@ impl TestDaemon {
         let config = root.join("config.toml");
         let text = format!(
             "state_dir = {state_dir:?}\nsocket = {socket:?}\n\n[active_response]\n\
-             log_path = {ar_log:?}\nalerts_log = {alerts_log:?}\n\n{extra_toml}\n"
+             log_path = {ar_log:?}\nalerts_log = {alerts_log:?}\n{active_response_keys}\n\n{extra_toml}\n"
         );
         fs::write(&config, text).expect("write config");
         let log = root.join("daemon.log");
@@ -107,6 +113,21 @@ impl TestDaemon {
             self.log_text()
         );
         self.spawn();
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A `kB` line of the daemon's `/proc/PID/status` (`VmHWM`, `VmRSS`...), in bytes.
+    pub fn memory_bytes(&self, field: &str) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let value = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+        let kib: u64 = value.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
     }
 
     pub fn log_text(&self) -> String {

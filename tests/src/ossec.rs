@@ -100,6 +100,124 @@ impl AlertsLog {
     }
 }
 
+/// The hashes a syscheck scan prints for some content.
+#[derive(Debug, Clone)]
+pub struct ContentHashes {
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+impl ContentHashes {
+    /// Hashes `content` with coreutils' `md5sum`, `sha1sum` and `sha256sum`.
+    pub fn of(content: &[u8]) -> Self {
+        let hash = |tool: &str| {
+            let mut child = Command::new(tool)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(content)
+                .expect("feed hasher");
+            let output = child.wait_with_output().expect("hasher output");
+            String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .next()
+                .expect("a digest")
+                .to_owned()
+        };
+        Self {
+            md5: hash("md5sum"),
+            sha1: hash("sha1sum"),
+            sha256: hash("sha256sum"),
+        }
+    }
+}
+
+impl AlertsLog {
+    /// Appends a 550-style block with the hashes after the change, as OSSEC 3.7 prints them
+    /// (`New md5sum is : '…'`, `New sha1sum is : '…'`).
+    pub fn append_changed_with_hashes(&self, path: &str, after: &ContentHashes) -> WrittenAlert {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .expect("open alerts.log");
+        let offset = file.metadata().expect("alerts.log metadata").len();
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let id = format!("{epoch}.{offset}");
+        let (rule_id, level, description, message) = SyscheckEvent::Changed.rule(path);
+        let date = ossec_block_date(epoch);
+        let block = format!(
+            "** Alert {id}: mail  - local,syscheck,verifier_check,\n\
+             {date} debian12->syscheck\n\
+             Rule: {rule_id} (level {level}) -> '{description}'\n\
+             {message}\n\
+             Old md5sum was: 'e761f261ceb75cf44e84184212cef143'\n\
+             New md5sum is : '{md5}'\n\
+             Old sha1sum was: 'e9e1084feafb483df32ff185042068cb5eb35e34'\n\
+             New sha1sum is : '{sha1}'\n\n",
+            md5 = after.md5,
+            sha1 = after.sha1,
+        );
+        file.write_all(block.as_bytes()).expect("append alert");
+        WrittenAlert {
+            id,
+            rule_id: rule_id.to_owned(),
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// The line wazuh-execd writes to an AR program's stdin for a 550 alert about `path` with
+/// `after` as its hashes (from the Wazuh 4.x fixture).
+pub fn wazuh_add_message(alert_id: &str, path: &str, after: &ContentHashes) -> String {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/ar-formats/wazuh-4.x-ar-stdin-add-550.json"
+    );
+    let text = std::fs::read_to_string(fixture).expect("wazuh fixture");
+    let mut message: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
+    let alert = &mut message["parameters"]["alert"];
+    alert["id"] = alert_id.into();
+    let syscheck = &mut alert["syscheck"];
+    syscheck["path"] = path.into();
+    syscheck["md5_after"] = after.md5.as_str().into();
+    syscheck["sha1_after"] = after.sha1.as_str().into();
+    syscheck["sha256_after"] = after.sha256.as_str().into();
+    message.to_string()
+}
+
+/// Runs the shim as wazuh-execd does: no arguments, `message` on stdin, then the `continue`
+/// reply to its `check_keys` line.
+pub fn run_wazuh_shim(shim: &Path, config: &Path, message: &str) -> Output {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(shim)
+        .env("VERIFIER_CONFIG", config)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run verify-file");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{message}").expect("write message");
+    let mut keys = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut keys).expect("read check_keys");
+    assert!(keys.contains("check_keys"), "no check_keys line: {keys:?}");
+    let reply = message.replacen("\"command\":\"add\"", "\"command\":\"continue\"", 1);
+    writeln!(stdin, "{reply}").expect("write continue");
+    drop(stdin);
+    child.wait_with_output().expect("wait for verify-file")
+}
+
 /// `YYYY Mon DD HH:MM:SS` in UTC, as OSSEC prints the second line of a block.
 fn ossec_block_date(epoch: u64) -> String {
     let output = Command::new("date")

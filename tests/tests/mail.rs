@@ -11,7 +11,9 @@ use std::{
 };
 
 use verifier::{
-    alerting::mail::{MailAlert, MailError, Mailer, MailerOptions, local_hostname},
+    alerting::mail::{
+        MailAlert, MailError, MailTransaction, Mailer, MailerOptions, local_hostname,
+    },
     config::{MailConfig, MailTransport},
 };
 
@@ -58,11 +60,7 @@ fn alert(marker: &str, index: usize) -> MailAlert {
         alert_id: format!("1705314211.{}", 443 + index),
         rule_id: "100210".to_owned(),
         reason: format!("written outside any package transaction ({index})"),
-        transaction: if index.is_multiple_of(2) {
-            Some(40 + index as u64)
-        } else {
-            None
-        },
+        transaction: None,
         writer: Some(format!("pid {} /usr/bin/vim", 1000 + index)),
         time: SystemTime::now(),
     }
@@ -191,13 +189,93 @@ async fn sendmail_batches_a_window_of_alerts_into_one_mail() {
         "verifier on {hostname} could not explain 7 file changes"
     )));
     assert_lists_alerts(mail, &marker, 0..7);
-    assert!(mail.body.contains("transaction: 40\n"));
     assert!(mail.body.contains("transaction: none\n"));
 
     handle.flush_and_stop().await.unwrap();
     // Stopping with nothing pending sends nothing more.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(delivered_to(&recipient).len(), 1);
+}
+
+/// The failure of `alert(marker, index)` caused by package transaction `id`.
+fn transaction_alert(marker: &str, index: usize, id: u64) -> MailAlert {
+    MailAlert {
+        transaction: Some(MailTransaction {
+            id,
+            description: format!("`dpkg -i {marker}-{id}.deb` pid {id}"),
+        }),
+        ..alert(marker, index)
+    }
+}
+
+/// Failures of one transaction leave as one mail, naming it, as soon as its verdicts are done,
+/// while the window's mail (other failures) and another transaction's mail wait for their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mail_per_transaction_when_its_verdicts_are_done() {
+    ensure_postfix_running();
+    let marker = marker("pertransaction");
+    let recipient = format!("root+{marker}@localhost");
+    // A window far longer than the test: only transaction_done and stop send mail.
+    let handle = Mailer::start(&config(MailTransport::Sendmail, &recipient, 3600)).unwrap();
+    handle.alert(transaction_alert(&marker, 0, 71));
+    handle.alert(alert(&marker, 1));
+    handle.alert(transaction_alert(&marker, 2, 72));
+    handle.alert(transaction_alert(&marker, 3, 71));
+    handle.alert(transaction_alert(&marker, 4, 71));
+    handle.transaction_done(71);
+    let first = wait_for_mail(&recipient, 1);
+    assert_eq!(first.len(), 1, "exactly transaction 71's mail goes out");
+    let mail = &first[0];
+    assert!(
+        mail.header("Subject")
+            .unwrap()
+            .ends_with("File Verification Alert (3 failed) - package transaction 71"),
+        "{:?}",
+        mail.header("Subject")
+    );
+    assert!(
+        mail.body.contains(&format!(
+            "All of them were written during package transaction 71: `dpkg -i {marker}-71.deb` pid 71."
+        )),
+        "{}",
+        mail.body
+    );
+    for index in [0, 3, 4] {
+        assert!(
+            mail.body.contains(&alert(&marker, index).path),
+            "{}",
+            mail.body
+        );
+    }
+    for index in [1, 2] {
+        assert!(
+            !mail.body.contains(&alert(&marker, index).path),
+            "{}",
+            mail.body
+        );
+    }
+    // Nothing else leaves before the window ends or the mailer stops.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(delivered_to(&recipient).len(), 1);
+    handle.flush_and_stop().await.unwrap();
+    let all = wait_for_mail(&recipient, 3);
+    assert_eq!(all.len(), 3, "transaction 71, transaction 72, the window");
+    let other = all
+        .iter()
+        .find(|mail| mail.body.contains(&alert(&marker, 2).path))
+        .unwrap();
+    assert!(
+        other
+            .header("Subject")
+            .unwrap()
+            .ends_with("(1 failed) - package transaction 72")
+    );
+    let window = all
+        .iter()
+        .find(|mail| mail.body.contains(&alert(&marker, 1).path))
+        .unwrap();
+    assert!(window.header("Subject").unwrap().ends_with("(1 failed)"));
+    assert!(window.body.contains("transaction: none\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,4 +554,140 @@ async fn delivery_failures_are_logged_at_error_level() {
         .count();
     assert_eq!(failures, 2, "{text}");
     assert!(text.contains("alert mail given up"), "{text}");
+}
+
+/// End to end with the real daemon and a real dpkg transaction whose postinst fails: Active
+/// Responses for three files dpkg wrote arrive while the transaction runs (realtime syscheck) and
+/// are deferred; when dpkg ends with status 1 they are decided `failed`, and the three failures
+/// leave as ONE mail naming the transaction and its command line — long before the hour-long
+/// window. An unrelated failure in the same period stays out of it and leaves with the window
+/// (here: at the daemon's stop).
+#[test]
+fn a_failed_transaction_sends_one_mail_when_its_deferred_verdicts_are_decided() {
+    use tests::{
+        daemon::TestDaemon,
+        debs::{Deb, Installed},
+        ossec::{AlertsLog, SyscheckEvent, run_shim},
+        require_root, unique, workspace_binary,
+    };
+    require_root();
+    ensure_postfix_running();
+    let marker = marker("txmail");
+    let recipient = format!("root+{marker}@localhost");
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-txmail");
+    let go = work.path().join("go");
+    let started = work.path().join("started");
+    let files: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|file| format!("/usr/lib/{name}/{file}"))
+        .collect();
+    let mut deb = Deb::new(&name, "1.0").postinst(&format!(
+        "#!/bin/sh\ntouch '{started}'\nwhile [ ! -e '{go}' ]; do sleep 0.1; done\necho 'postinst fails on purpose' >&2\nexit 1\n",
+        started = started.display(),
+        go = go.display()
+    ));
+    for file in &files {
+        deb = deb.file(file, format!("{file}\n"), 0o644);
+    }
+    let deb = deb.build(work.path());
+    let _installed = Installed(name.clone());
+
+    let mut daemon = TestDaemon::start(&format!(
+        "[policy]\nenroll = false\n\n[mail]\nenabled = true\ntransport = \"sendmail\"\nto = [\"{recipient}\"]\nbatch_window_secs = 3600\n"
+    ));
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    let mut dpkg = std::process::Command::new("dpkg")
+        .arg("-i")
+        .arg(&deb)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while !started.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "postinst never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shim = workspace_binary("verify-file");
+    for file in &files {
+        let alert = alerts.append(SyscheckEvent::Added, file);
+        let output = run_shim(&shim, &daemon.config, &alert);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "deferred while dpkg runs: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            daemon.log_text()
+        );
+    }
+    assert_eq!(
+        daemon.ar_log_text(),
+        "",
+        "deferred verdicts are not logged yet"
+    );
+    // Unrelated: an untouched file without a baseline fails at once, outside any transaction.
+    let unrelated = alerts.append(SyscheckEvent::Changed, "/usr/bin/true");
+    assert_eq!(
+        run_shim(&shim, &daemon.config, &unrelated).status.code(),
+        Some(1)
+    );
+
+    std::fs::write(&go, "").unwrap();
+    let status = dpkg.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the postinst makes dpkg fail");
+    let mails = wait_for_mail(&recipient, 1);
+    assert_eq!(
+        mails.len(),
+        1,
+        "one mail for the transaction:\n{}",
+        daemon.log_text()
+    );
+    let mail = &mails[0];
+    let subject = mail.header("Subject").unwrap();
+    assert!(
+        subject.contains("File Verification Alert (3 failed) - package transaction "),
+        "{subject}"
+    );
+    assert!(
+        mail.body
+            .contains("All of them were written during package transaction ")
+            && mail.body.contains(&format!("dpkg -i {}", deb.display())),
+        "{}",
+        mail.body
+    );
+    for file in &files {
+        assert!(
+            mail.body.contains(&format!(". {file}\n")),
+            "{file} missing:\n{}",
+            mail.body
+        );
+    }
+    assert!(
+        mail.body.contains("ended with status exit code 1"),
+        "{}",
+        mail.body
+    );
+    assert!(!mail.body.contains("/usr/bin/true"), "{}", mail.body);
+    let log = daemon.ar_log_text();
+    assert_eq!(
+        log.lines()
+            .filter(|line| line.contains(" failed - - "))
+            .count(),
+        4,
+        "{log}"
+    );
+
+    let status = daemon.stop();
+    assert!(status.success(), "{}", daemon.log_text());
+    let both = wait_for_mail(&recipient, 2);
+    assert_eq!(both.len(), 2);
+    let window = both
+        .iter()
+        .find(|mail| mail.body.contains("/usr/bin/true"))
+        .expect("the window's mail at stop");
+    assert!(window.header("Subject").unwrap().ends_with("(1 failed)"));
 }

@@ -7,7 +7,10 @@ use std::{fs, io::Write as _};
 use tests::{
     daemon::TestDaemon,
     debs::{self, Deb, Installed},
-    ossec::{AlertsLog, SyscheckEvent, WrittenAlert, run_shim},
+    ossec::{
+        AlertsLog, ContentHashes, SyscheckEvent, WrittenAlert, run_shim, run_wazuh_shim,
+        wazuh_add_message,
+    },
     require_root, unique, workspace_binary,
 };
 
@@ -113,6 +116,100 @@ fn dpkg_upgrade_accepted_and_everything_else_alerts() {
     );
 }
 
+/// The AR log line for `alert_id`, written by the daemon for a Wazuh run.
+fn wazuh_verdict(
+    daemon: &TestDaemon,
+    alert_id: &str,
+    content: &ContentHashes,
+    path: &str,
+) -> serde_json::Value {
+    let output = run_wazuh_shim(
+        &workspace_binary("verify-file"),
+        &daemon.config,
+        &wazuh_add_message(alert_id, path, content),
+    );
+    let log = daemon.ar_log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.contains(&format!("\"alert_id\":\"{alert_id}\"")))
+        .unwrap_or_else(|| {
+            panic!(
+                "no Wazuh line for {alert_id}; shim stderr: {}\nAR log:\n{log}\ndaemon log:\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                daemon.log_text()
+            )
+        });
+    let (_, json) = line.split_once(": {").expect("Wazuh AR log layout");
+    serde_json::from_str(&format!("{{{json}")).expect("Wazuh verdict JSON")
+}
+
+/// syscheck's hashes in the alert are compared with the file as it is verified. A file that
+/// changed again after the scan (here: upgraded once more by dpkg before the shim ran) fails even
+/// though what it holds now verifies, because the content syscheck reported cannot be vouched
+/// for; the alert about the new content then succeeds. OSSEC (md5/sha1 in alerts.log) and Wazuh
+/// (md5/sha1/sha256 on stdin) alike.
+#[test]
+fn alert_hashes_must_match_the_verified_content() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-hashes");
+    let tool = format!("/usr/bin/{name}");
+    let contents = [
+        "#!/bin/sh\necho v1\n",
+        "#!/bin/sh\necho v2\n",
+        "#!/bin/sh\necho v3\n",
+    ];
+    let debs: Vec<_> = contents
+        .iter()
+        .enumerate()
+        .map(|(index, content)| {
+            Deb::new(&name, &format!("{}.0", index + 1))
+                .file(&tool, *content, 0o755)
+                .build(work.path())
+        })
+        .collect();
+    let [v1, v2, v3] = [0, 1, 2].map(|index| ContentHashes::of(contents[index].as_bytes()));
+    let _installed = Installed(name.clone());
+    debs::install(&debs[0], &[]);
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+
+    // syscheck scans v2; v3 is installed before the Active Response runs.
+    debs::install(&debs[1], &[]);
+    let scanned_v2 = alerts.append_changed_with_hashes(&tool, &v2);
+    debs::install(&debs[2], &[]);
+    let stale = verdict_line(&daemon, &scanned_v2);
+    assert_verdict(&daemon, &stale, "failed", "changed again since the alert");
+    assert!(
+        stale.contains(&v2.sha1),
+        "names the hash syscheck saw: {stale}"
+    );
+
+    // The scan of v3: the same file, now the content the alert describes.
+    let fresh = verdict_line(&daemon, &alerts.append_changed_with_hashes(&tool, &v3));
+    assert_verdict(&daemon, &fresh, "succeeded", "");
+
+    // Wazuh: stdin JSON with sha256 too.
+    let same = wazuh_verdict(&daemon, "1705314151.10", &v3, &tool);
+    assert_eq!(same["status"], "succeeded", "{same}");
+    let old = wazuh_verdict(&daemon, "1705314151.20", &v1, &tool);
+    assert_eq!(old["status"], "failed", "{old}");
+    let reason = old["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("changed again since the alert") && reason.contains(&v1.sha256),
+        "{reason}"
+    );
+
+    // The stored reasoning says what was compared.
+    let explain = daemon.cli(&["explain", "--json", &tool]);
+    let story = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        story.contains("sha256, sha1, md5 match"),
+        "explain:\n{story}"
+    );
+}
+
 /// The daemon not running is a failure the shim logs itself: never a silent success.
 #[test]
 fn shim_fails_loudly_when_daemon_is_down() {
@@ -171,4 +268,16 @@ fn status_reports_attached_programs() {
     assert_eq!(status["healthy"], true, "{status:#}");
     let programs = status["recorder"]["programs_attached"].as_array().unwrap();
     assert!(programs.len() >= 5, "{status:#}");
+    // Durations are seconds, not serde's `{secs, nanos}`.
+    assert!(status["packages"]["build_time_secs"].is_f64(), "{status:#}");
+    let text = daemon.cli(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let build_line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("build_time:"))
+        .unwrap_or_else(|| panic!("no build time line:\n{text}"));
+    assert!(
+        build_line.ends_with(" s") && !build_line.contains("nanos"),
+        "{build_line}"
+    );
 }

@@ -47,6 +47,8 @@ pub struct AlertRef {
     pub sha256_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1_after: Option<String>,
 }
 
 /// A request to the daemon.
@@ -157,6 +159,7 @@ mod tests {
                 program: "/var/ossec/active-response/bin/verify-file".into(),
                 sha256_after: None,
                 md5_after: None,
+                sha1_after: None,
             },
         });
         let line = serde_json::to_string(&request).unwrap();

@@ -49,6 +49,7 @@ pub struct SyscheckAlert {
     pub change: ChangeKind,
     pub path: String,
     pub md5_after: Option<String>,
+    pub sha1_after: Option<String>,
     pub sha256_after: Option<String>,
 }
 
@@ -248,6 +249,7 @@ pub fn parse_block(block: &[u8], id: &AlertId) -> Result<SyscheckAlert, AlertsLo
         change: event.change,
         path: path.to_owned(),
         md5_after: hashes.md5,
+        sha1_after: hashes.sha1,
         sha256_after: hashes.sha256,
     })
 }
@@ -409,6 +411,7 @@ fn parse_event_line(line: &[u8]) -> Option<EventLine<'_>> {
 #[derive(Default)]
 struct Hashes {
     md5: Option<String>,
+    sha1: Option<String>,
     sha256: Option<String>,
 }
 
@@ -443,19 +446,24 @@ fn read_hashes(
         let Ok(text) = std::str::from_utf8(line) else {
             continue;
         };
-        let (md5, sha256) = if in_attributes {
+        let (md5, sha1, sha256) = if in_attributes {
             (
                 text.strip_prefix(" - MD5: "),
+                text.strip_prefix(" - SHA1: "),
                 text.strip_prefix(" - SHA256: "),
             )
         } else {
             (
                 quoted_value(text, "New md5sum is : "),
+                quoted_value(text, "New sha1sum is : "),
                 quoted_value(text, "New sha256sum is : "),
             )
         };
         if let Some(value) = md5 {
             merge_hash(&mut hashes.md5, value, 32, id)?;
+        }
+        if let Some(value) = sha1 {
+            merge_hash(&mut hashes.sha1, value, 40, id)?;
         }
         if let Some(value) = sha256 {
             merge_hash(&mut hashes.sha256, value, 64, id)?;

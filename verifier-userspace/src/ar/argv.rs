@@ -236,6 +236,7 @@ mod tests {
             change: ChangeKind::Modified,
             path: path.into(),
             md5_after: None,
+            sha1_after: None,
             sha256_after: None,
         }
     }

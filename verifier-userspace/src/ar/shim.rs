@@ -191,6 +191,7 @@ impl Shim {
             program: self.program.clone(),
             sha256_after: alert.sha256_after,
             md5_after: alert.md5_after,
+            sha1_after: alert.sha1_after,
         })
     }
 
@@ -251,6 +252,7 @@ impl Shim {
             program: self.program.clone(),
             sha256_after: alert.sha256_after,
             md5_after: alert.md5_after,
+            sha1_after: alert.sha1_after,
         })
     }
 

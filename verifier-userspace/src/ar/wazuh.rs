@@ -35,6 +35,7 @@ pub struct WazuhAlert {
     pub change: ChangeKind,
     pub path: String,
     pub md5_after: Option<String>,
+    pub sha1_after: Option<String>,
     pub sha256_after: Option<String>,
 }
 
@@ -98,6 +99,7 @@ struct RawSyscheck {
     path: Option<String>,
     event: Option<String>,
     md5_after: Option<String>,
+    sha1_after: Option<String>,
     sha256_after: Option<String>,
 }
 
@@ -177,6 +179,7 @@ fn alert_from_raw(raw: RawAlert) -> Result<WazuhAlert, WazuhError> {
         change,
         path,
         md5_after: after(syscheck.md5_after, 32),
+        sha1_after: after(syscheck.sha1_after, 40),
         sha256_after: after(syscheck.sha256_after, 64),
     })
 }
@@ -256,6 +259,10 @@ mod tests {
         assert_eq!(
             alert.sha256_after.as_deref(),
             Some("1d92f94a27afd786a69e3b0c2a42893d9d04a2bd905cb32f172c59b4230a8f30")
+        );
+        assert_eq!(
+            alert.sha1_after.as_deref(),
+            Some("e7e2fe286ac5523c707865c10261db06bc83375a")
         );
     }
 

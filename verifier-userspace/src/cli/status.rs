@@ -32,7 +32,7 @@ pub fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Nested objects as indented `key: value` lines.
+/// Nested objects as indented `key: value` lines; `*_secs` numbers as `key: <n> s`.
 fn print_human(value: &serde_json::Value, indent: usize) {
     let Some(object) = value.as_object() else {
         println!("{:indent$}{value}", "");
@@ -56,6 +56,13 @@ fn print_human(value: &serde_json::Value, indent: usize) {
                 }
             }
             serde_json::Value::String(text) => println!("{:indent$}{key}: {text}", ""),
+            serde_json::Value::Number(number) if key.ends_with("_secs") => {
+                println!(
+                    "{:indent$}{}: {number} s",
+                    "",
+                    key.trim_end_matches("_secs")
+                )
+            }
             other => println!("{:indent$}{key}: {other}", ""),
         }
     }

@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     alerting::mail::{Mailer, MailerHandle},
@@ -74,7 +74,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         rpm_dbpath.as_deref(),
     ))?;
     let mut recorder = Recorder::load(&config.recorder).context("loading the eBPF recorder")?;
-    let trusted = trust_package_managers(&config, &index, &mut recorder);
+    let trusted = trust_package_managers(&config, &index, &mut recorder, &[]);
     let events = recorder.take_events()?;
     record_preexisting_writers(&mut recorder, &mut store);
     store.end_startup_gap(crate::intake::wall_clock_now())?;
@@ -178,10 +178,13 @@ fn load_index(config: &Config) -> anyhow::Result<PackageIndex> {
 
 /// Hands the kernel the identity of each configured package manager that verifies against its
 /// package. One that does not verify is not trusted: its transactions are not transactions.
+/// A binary already in `previously` (checked again after every transaction) is logged at debug
+/// level only; a newly trusted one (start-up, or a new inode after an upgrade) at info level.
 fn trust_package_managers(
     config: &Config,
     index: &PackageIndex,
     recorder: &mut Recorder,
+    previously: &[(PathBuf, FileId)],
 ) -> Vec<(PathBuf, FileId)> {
     let mut trusted = Vec::new();
     for path in &config.recorder.package_managers {
@@ -192,7 +195,11 @@ fn trust_package_managers(
         match index.verify_executable(path) {
             Ok(id) => match recorder.trust_package_manager(id) {
                 Ok(()) => {
-                    info!(path = %path.display(), dev = id.dev, ino = id.ino, "package manager trusted");
+                    if previously.contains(&(path.clone(), id)) {
+                        debug!(path = %path.display(), dev = id.dev, ino = id.ino, "package manager still trusted");
+                    } else {
+                        info!(path = %path.display(), dev = id.dev, ino = id.ino, "package manager trusted");
+                    }
                     trusted.push((path.clone(), id));
                 }
                 Err(error) => {
@@ -274,11 +281,11 @@ impl Daemon {
     fn refresh_trusted_package_managers(&self) {
         let index = self.read_index();
         let mut recorder = self.lock_recorder();
-        let now = trust_package_managers(&self.config, &index, &mut recorder);
         let mut trusted = self
             .trusted_package_managers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = trust_package_managers(&self.config, &index, &mut recorder, &trusted);
         for (path, old) in trusted.iter() {
             if !now.iter().any(|(_, id)| id == old) {
                 info!(path = %path.display(), "package manager binary replaced; old inode no longer trusted");

@@ -13,13 +13,13 @@ use tracing::{error, info, warn};
 
 use super::Daemon;
 use crate::{
-    alerting::mail::MailAlert,
+    alerting::mail::{MailAlert, MailTransaction},
     ar::log::{LogRecord, LogStatus, log_record},
     decision::{
         Decision, Evidence,
         gather::{
-            baseline_evidence, baseline_of, current_state, describe_gap, kernel_path,
-            package_evidence, provenance_evidence,
+            alert_content, baseline_evidence, baseline_of, current_state, describe_gap,
+            kernel_path, package_evidence, provenance_evidence,
         },
     },
     events::{FileId, WallNanos},
@@ -93,6 +93,13 @@ impl Daemon {
         }
         self.gather_provenance(&path, &mut evidence);
         let digest = self.gather_package(&path, &mut evidence);
+        evidence.alert_content = alert_content(&path, alert, evidence.current.as_ref());
+        if current_state(&path) != evidence.current {
+            evidence
+                .package
+                .mismatches
+                .push("the file changed while it was being verified".into());
+        }
         self.finish(evidence, digest)
     }
 
@@ -275,11 +282,15 @@ impl Daemon {
         };
         if verdict.outcome == Outcome::Failed {
             let writer = evidence.writes.last().map(|write| write.describe_process());
+            // The failure is this transaction's when the file's last writer belonged to it.
             let transaction = evidence
                 .writes
-                .iter()
-                .rev()
-                .find_map(|write| write.transaction.as_ref().map(|t| t.id));
+                .last()
+                .and_then(|write| write.transaction.as_ref())
+                .map(|transaction| MailTransaction {
+                    id: transaction.id,
+                    description: transaction.describe_root(),
+                });
             self.mailer.alert(MailAlert::from_verdict(
                 alert,
                 &verdict,
@@ -315,7 +326,10 @@ pub(crate) async fn transactions_ended(daemon: Arc<Daemon>, ended: Vec<u64>) {
     for request in waiting {
         redecide(&daemon, request, false).await;
     }
-    daemon.mailer.flush();
+    // Their verdicts are done: each transaction's failures leave as one mail now.
+    for id in ended {
+        daemon.mailer.transaction_done(id);
+    }
 }
 
 /// After a restart, every stored request is decided again (failing where evidence was lost).

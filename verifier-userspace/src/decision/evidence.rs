@@ -27,6 +27,31 @@ pub struct Evidence {
     pub incomplete: Vec<String>,
     pub baseline: Option<BaselineEvidence>,
     pub package: PackageEvidence,
+    /// The file's content against the hashes syscheck put in the alert.
+    pub alert_content: AlertContent,
+}
+
+/// How the file being verified compares with the content syscheck hashed for the alert
+/// (`New md5sum is : '…'`, Wazuh `md5_after`/`sha1_after`/`sha256_after`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum AlertContent {
+    /// Nothing to compare (a deletion, checksums disabled, not a regular file...).
+    NotCompared { why: String },
+    /// Every hash the alert carried matches the file that was verified.
+    Same { algorithms: Vec<String> },
+    /// The file holds other content than syscheck hashed: it changed again after the scan.
+    Differs { detail: String },
+    /// The file could not be hashed.
+    Unreadable { error: String },
+}
+
+impl Default for AlertContent {
+    fn default() -> Self {
+        Self::NotCompared {
+            why: "the alert's hashes were not looked at".into(),
+        }
+    }
 }
 
 /// A file's identity and times, as lstat reports them.

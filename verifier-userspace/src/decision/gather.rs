@@ -9,13 +9,14 @@ use std::{
 };
 
 use super::{
-    BaselineEvidence, FileState, PackageEvidence, TransactionEnd, TransactionEvidence,
-    WriteEvidence,
+    AlertContent, BaselineEvidence, FileState, PackageEvidence, TransactionEnd,
+    TransactionEvidence, WriteEvidence,
 };
 use crate::{
     config::Config,
     events::FileOp,
-    packages::{FileKind, PathVerification},
+    packages::{DigestAlgo, FileKind, PathVerification, to_hex, verify::hash_path},
+    protocol::{AlertRef, ChangeKind},
     store::{
         Baseline, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, TransactionKey,
         TransactionRecord, format_time,
@@ -60,6 +61,59 @@ pub fn current_state(path: &Path) -> Option<FileState> {
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
     })
+}
+
+/// Compares the file at `path` (already lstat'ed as `current`) with every hash syscheck put in
+/// the alert, in one read, opened without following a final symlink.
+pub fn alert_content(path: &Path, alert: &AlertRef, current: Option<&FileState>) -> AlertContent {
+    let not_compared = |why: &str| AlertContent::NotCompared {
+        why: why.to_owned(),
+    };
+    if alert.change == ChangeKind::Deleted {
+        return not_compared("a deletion carries no content hash");
+    }
+    let expected: Vec<(DigestAlgo, &str)> = [
+        (DigestAlgo::Sha256, &alert.sha256_after),
+        (DigestAlgo::Sha1, &alert.sha1_after),
+        (DigestAlgo::Md5, &alert.md5_after),
+    ]
+    .into_iter()
+    .filter_map(|(algo, hex)| Some((algo, hex.as_deref()?)))
+    .collect();
+    if expected.is_empty() {
+        return not_compared("the alert carries no content hash (syscheck checksums off)");
+    }
+    let Some(current) = current else {
+        return not_compared("the file is absent");
+    };
+    let algos: Vec<DigestAlgo> = expected.iter().map(|(algo, _)| *algo).collect();
+    let (observed, digests) = match hash_path(path, &algos) {
+        Ok(hashed) => hashed,
+        Err(error) => {
+            return AlertContent::Unreadable {
+                error: error.to_string(),
+            };
+        }
+    };
+    if (observed.dev, observed.ino) != (current.dev, current.ino) {
+        return AlertContent::Differs {
+            detail: "the file was replaced while it was being verified".into(),
+        };
+    }
+    if observed.kind != FileKind::Regular {
+        return not_compared("not a regular file: syscheck's hashes describe what it points to");
+    }
+    for ((algo, wanted), found) in expected.iter().zip(&digests) {
+        let found = to_hex(found);
+        if !found.eq_ignore_ascii_case(wanted) {
+            return AlertContent::Differs {
+                detail: format!("syscheck hashed {algo} {wanted}, the file now has {found}"),
+            };
+        }
+    }
+    AlertContent::Same {
+        algorithms: algos.iter().map(ToString::to_string).collect(),
+    }
 }
 
 /// Files the verification itself relies on, by their canonical path, with why.

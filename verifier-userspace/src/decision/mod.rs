@@ -99,6 +99,7 @@ fn first_failure(
             "the file no longer exists (or is not readable) although the alert reports it present",
         ));
     };
+    check_alert_content(&evidence.alert_content, findings)?;
     if evidence.writes.is_empty() {
         return untouched_since_baseline(evidence, current, findings);
     }
@@ -190,6 +191,32 @@ fn check_deletion(evidence: &Evidence, findings: &mut Vec<String>) -> Result<Str
         transaction.describe_root(),
         removal.time
     ))
+}
+
+/// The verdict must be about the content syscheck alerted on. When the file now holds other
+/// content, it changed again after the scan: that content can no longer be checked against its
+/// writers or the package, so the alert fails even if what is there now would verify (the next
+/// scan alerts on the new content, and that alert gets its own verdict).
+fn check_alert_content(content: &AlertContent, findings: &mut Vec<String>) -> Result<(), Verdict> {
+    match content {
+        AlertContent::Same { algorithms } => {
+            findings.push(format!(
+                "the file is the content syscheck alerted on ({} match)",
+                algorithms.join(", ")
+            ));
+            Ok(())
+        }
+        AlertContent::NotCompared { why } => {
+            findings.push(format!("not compared with the alert's hashes: {why}"));
+            Ok(())
+        }
+        AlertContent::Differs { detail } => Err(fail(format!(
+            "the file changed again since the alert: {detail}; the content syscheck reported can no longer be verified"
+        ))),
+        AlertContent::Unreadable { error } => Err(fail(format!(
+            "cannot compare the file with the alert's hashes: {error}"
+        ))),
+    }
 }
 
 /// A file nobody wrote since enrollment is accepted only if it is exactly the baseline file.

@@ -281,3 +281,51 @@ fn missing_file_reported_modified_fails() {
     evidence.current = None;
     assert_failed(&decide_default(&evidence), "no longer exists");
 }
+
+#[test]
+fn content_other_than_syscheck_hashed_fails_even_if_it_verifies() {
+    let mut evidence = genuine_upgrade();
+    evidence.alert_content = AlertContent::Differs {
+        detail: "syscheck hashed md5 aaaa, the file now has bbbb".into(),
+    };
+    let decision = decide_default(&evidence);
+    assert_failed(&decision, "changed again since the alert");
+    assert!(decision.reason.contains("md5 aaaa"), "{decision:?}");
+}
+
+#[test]
+fn content_syscheck_hashed_is_noted_and_accepted() {
+    let mut evidence = genuine_upgrade();
+    evidence.alert_content = AlertContent::Same {
+        algorithms: vec!["sha256".into(), "md5".into()],
+    };
+    let decision = decide_default(&evidence);
+    assert_eq!(decision.outcome, Outcome::Succeeded, "{decision:?}");
+    assert!(
+        decision
+            .findings
+            .iter()
+            .any(|finding| finding.contains("sha256, md5 match")),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn content_that_cannot_be_hashed_fails() {
+    let mut evidence = genuine_upgrade();
+    evidence.alert_content = AlertContent::Unreadable {
+        error: "Permission denied".into(),
+    };
+    assert_failed(&decide_default(&evidence), "cannot compare");
+}
+
+#[test]
+fn a_foreign_writer_is_named_before_the_content_check() {
+    let mut evidence = genuine_upgrade();
+    evidence.writes.push(write_by(None, 0));
+    evidence.alert_content = AlertContent::Differs { detail: "x".into() };
+    assert_failed(
+        &decide_default(&evidence),
+        "outside any package transaction",
+    );
+}

@@ -88,14 +88,31 @@ pub struct IndexStats {
     pub packages: usize,
     pub dpkg_packages: usize,
     pub rpm_packages: usize,
-    /// Time of the initial load.
+    /// Time of the initial load (in JSON: `build_time_secs`, seconds as a number).
+    #[serde(rename = "build_time_secs", serialize_with = "seconds")]
     pub build_time: Duration,
-    /// Time of the last refresh, if any.
+    /// Time of the last refresh, if any (in JSON: `last_refresh_time_secs`).
+    #[serde(rename = "last_refresh_time_secs", serialize_with = "optional_seconds")]
     pub last_refresh_time: Option<Duration>,
     /// Database files (dpkg info files, rpm headers) the last load or refresh actually parsed.
     pub last_parsed_files: usize,
     /// Estimated heap and inline bytes held by the index.
     pub approx_memory_bytes: usize,
+}
+
+/// A duration as seconds with millisecond precision (serde's default is `{secs, nanos}`).
+fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64((duration.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+fn optional_seconds<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => seconds(duration, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// One owner's view of a verified path.

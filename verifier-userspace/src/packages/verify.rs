@@ -364,6 +364,37 @@ fn reopen_for_reading(handle: &OwnedFd) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// Opens `path` without following a final symlink, as [`verify_file`] does, and hashes a
+/// regular file with every algorithm in `algos` in one read. Returns what was opened and the
+/// digests in the order of `algos` (none for anything but a regular file).
+pub fn hash_path(path: &Path, algos: &[DigestAlgo]) -> io::Result<(Observed, Vec<Vec<u8>>)> {
+    let handle = open_path(path)?;
+    let observed = fstat(&handle)?;
+    if observed.kind != FileKind::Regular {
+        return Ok((observed, Vec::new()));
+    }
+    let mut file = reopen_for_reading(&handle)?;
+    let reopened = fstat(&file)?;
+    if (reopened.dev, reopened.ino) != (observed.dev, observed.ino) {
+        return Err(io::Error::other("file changed while it was being hashed"));
+    }
+    let mut hashers: Vec<Hasher> = algos.iter().map(|&algo| Hasher::new(algo)).collect();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => {
+                for hasher in &mut hashers {
+                    hasher.update(&buffer[..count]);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((observed, hashers.into_iter().map(Hasher::finish).collect()))
+}
+
 /// Hashes everything `reader` yields with `algo`, through one reused buffer per thread (a fresh
 /// zeroed buffer per file cost more CPU than hashing small files).
 pub fn hash_reader(mut reader: impl Read, algo: DigestAlgo) -> io::Result<Vec<u8>> {

@@ -76,6 +76,7 @@ impl SocketServer {
     /// Binds `path` (replacing a stale socket, never another kind of file), mode 0660, group `group`.
     pub fn bind(path: &Path, group: Option<&str>, limits: Limits) -> Result<Self, SocketError> {
         let allowed_gid = group.map(group_id).transpose()?;
+        ensure_descriptors_for(limits.max_concurrent + limits.queue_depth);
         prepare_path(path)?;
         let listener = UnixListener::bind(path).map_err(|source| SocketError::Bind {
             path: path.to_owned(),
@@ -115,6 +116,51 @@ impl SocketServer {
             }
         }
         info!("query socket closed");
+    }
+}
+
+/// Descriptors the daemon needs besides its connections: store, maps, programs, logs.
+const BASE_DESCRIPTORS: u64 = 512;
+
+/// Raises the soft `RLIMIT_NOFILE` (within the hard limit) so that every connection the limits
+/// allow (handled plus queued) can be held open: with systemd's default soft limit of 1024, a
+/// burst of alerts would otherwise stall in `accept` with EMFILE instead of reaching the bounded
+/// queue. Logs a warning when the hard limit is too low.
+fn ensure_descriptors_for(connections: usize) {
+    let wanted = BASE_DESCRIPTORS.saturating_add(u64::try_from(connections).unwrap_or(u64::MAX));
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit on this process with a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!(error = %io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit on this process with a valid struct, within the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        warn!(error = %io::Error::last_os_error(), "cannot raise the open-file limit");
+        return;
+    }
+    if raised.rlim_cur < wanted {
+        warn!(
+            limit = raised.rlim_cur,
+            wanted,
+            "open-file hard limit below max_concurrent_requests + queue_depth; bursts wait in accept"
+        );
+    } else {
+        debug!(
+            from = limit.rlim_cur,
+            to = raised.rlim_cur,
+            "open-file limit raised"
+        );
     }
 }
 

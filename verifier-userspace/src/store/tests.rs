@@ -782,6 +782,7 @@ fn pending_requests_survive_reopen() {
             program: "verify-file".into(),
             sha256_after: None,
             md5_after: None,
+            sha1_after: None,
         },
         received: 10,
         deadline: 20,

@@ -4,11 +4,13 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::MailAlert;
+use super::{MailAlert, MailTransaction};
 
 /// Everything one mail reports.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
+    /// The package transaction every alert of this mail was caused by; `None` for a time window.
+    pub transaction: Option<MailTransaction>,
     /// The alerts listed in full, in arrival order.
     pub alerts: Vec<MailAlert>,
     /// Alerts that reached the mailer after the listing was full.
@@ -36,11 +38,15 @@ impl Batch {
 /// `Verifier Notification - <host> - File Verification Alert (<n> failed)`, in the style of the
 /// origin script's `OSSEC Notification - <host> - File Verification Alert`.
 pub(crate) fn subject(hostname: &str, batch: &Batch) -> String {
-    format!(
+    let mut subject = format!(
         "Verifier Notification - {} - File Verification Alert ({} failed)",
         printable(hostname),
         batch.alert_count()
-    )
+    );
+    if let Some(transaction) = &batch.transaction {
+        let _ = write!(subject, " - package transaction {}", transaction.id);
+    }
+    subject
 }
 
 pub(crate) fn body(hostname: &str, batch: &Batch) -> String {
@@ -52,6 +58,14 @@ pub(crate) fn body(hostname: &str, batch: &Batch) -> String {
         "verifier on {host} could not explain {count} file change{}\nby a completed package transaction.",
         plural(count)
     );
+    if let Some(transaction) = &batch.transaction {
+        let _ = writeln!(
+            text,
+            "All of them were written during package transaction {}: {}.",
+            transaction.id,
+            printable(&transaction.description)
+        );
+    }
     let _ = writeln!(
         text,
         "Each one is logged as \"failed\" in the Active Response log (the primary record).\n"
@@ -91,9 +105,14 @@ fn write_alert(text: &mut String, number: usize, alert: &MailAlert) {
     let _ = writeln!(text, "   alert id:    {}", printable(&alert.alert_id));
     let _ = writeln!(text, "   rule id:     {}", printable(&alert.rule_id));
     let _ = writeln!(text, "   reason:      {}", printable(&alert.reason));
-    match alert.transaction {
+    match &alert.transaction {
         Some(transaction) => {
-            let _ = writeln!(text, "   transaction: {transaction}");
+            let _ = writeln!(
+                text,
+                "   transaction: {} ({})",
+                transaction.id,
+                printable(&transaction.description)
+            );
         }
         None => {
             let _ = writeln!(text, "   transaction: none");
@@ -136,7 +155,10 @@ mod tests {
             alert_id: "1705314211.443".to_owned(),
             rule_id: "550".to_owned(),
             reason: "written outside any package transaction".to_owned(),
-            transaction,
+            transaction: transaction.map(|id| MailTransaction {
+                id,
+                description: "`dpkg -i x.deb` pid 9".to_owned(),
+            }),
             writer: Some("pid 4242 /usr/bin/vim".to_owned()),
             time: SystemTime::UNIX_EPOCH,
         }
@@ -165,9 +187,26 @@ mod tests {
         assert!(text.contains("1. /etc/evil\\nrule id: 0\n"), "{text}");
         assert!(text.contains("   alert id:    1705314211.443\n"));
         assert!(text.contains("   rule id:     550\n"));
-        assert!(text.contains("   transaction: 7\n"));
+        assert!(text.contains("   transaction: 7 (`dpkg -i x.deb` pid 9)\n"));
         assert!(text.contains("   written by:  pid 4242 /usr/bin/vim\n"));
         assert!(text.contains("   decided at:  1970-01-01T00:00:00Z\n"));
+    }
+
+    #[test]
+    fn a_transaction_mail_names_it_in_subject_and_body() {
+        let batch = Batch {
+            transaction: alert("/usr/lib/a", Some(12)).transaction,
+            alerts: vec![alert("/usr/lib/a", Some(12)), alert("/usr/lib/b", Some(12))],
+            ..Batch::default()
+        };
+        assert!(subject("h", &batch).ends_with("(2 failed) - package transaction 12"));
+        assert!(
+            body("h", &batch).contains(
+                "All of them were written during package transaction 12: `dpkg -i x.deb` pid 9.\n"
+            ),
+            "{}",
+            body("h", &batch)
+        );
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Batched alert mail: failed verdicts queue up in a tokio task and leave as one mail per time
-//! window (`mail.batch_window_secs`, at least one second, counted from the first alert of a
-//! batch) or per explicit
-//! [`MailerHandle::flush`] (e.g. when a package transaction's deferred verdicts are all decided),
-//! never one mail per file.
+//! Batched alert mail: failed verdicts queue up in a tokio task and leave in batches, never one
+//! mail per file:
+//! - failures caused by a package transaction (the file's last writer belonged to it) form that
+//!   transaction's batch, which goes out as one mail, naming the transaction and its command
+//!   line, when the daemon says the transaction's verdicts are done
+//!   ([`MailerHandle::transaction_done`]: it ended and its deferred verdicts are decided), or at
+//!   the end of its own window if alerts about it keep arriving later (scheduled scans);
+//! - every other failure goes out per time window (`mail.batch_window_secs`, at least one
+//!   second, counted from the first alert of a batch);
+//! - [`MailerHandle::flush`] and the stop send everything pending.
 //!
 //! Queuing never blocks the caller: the channel is bounded, and alerts it refuses are counted and
 //! reported in the next mail, never silently dropped. Delivery failures are logged at error level
@@ -13,6 +18,7 @@ mod compose;
 mod deliver;
 
 use std::{
+    collections::BTreeMap,
     str::FromStr,
     sync::{
         Arc, Mutex,
@@ -51,12 +57,22 @@ pub struct MailAlert {
     pub rule_id: String,
     /// Why the change was not accepted (the verdict's one-line reason).
     pub reason: String,
-    /// The package transaction that wrote the file, when there was one.
-    pub transaction: Option<u64>,
+    /// The package transaction that wrote the file, when there was one: the mail batch it
+    /// belongs to.
+    pub transaction: Option<MailTransaction>,
     /// The process that wrote the file, when known (e.g. `pid 4242 /usr/bin/vim`).
     pub writer: Option<String>,
     /// When the verdict was decided.
     pub time: SystemTime,
+}
+
+/// The package transaction behind a failure, as the mail names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailTransaction {
+    /// The daemon's transaction id (as `verifier explain` shows it).
+    pub id: u64,
+    /// Its root process, e.g. `` `dpkg -i foo.deb` pid 4242 ``.
+    pub description: String,
 }
 
 impl MailAlert {
@@ -64,7 +80,7 @@ impl MailAlert {
     pub fn from_verdict(
         alert: &AlertRef,
         verdict: &Verdict,
-        transaction: Option<u64>,
+        transaction: Option<MailTransaction>,
         writer: Option<String>,
     ) -> Self {
         Self {
@@ -156,6 +172,7 @@ struct Counters {
 
 enum Command {
     Alert(MailAlert),
+    TransactionDone(u64),
     Flush,
     Stop,
 }
@@ -200,8 +217,8 @@ impl Mailer {
             options,
             receiver,
             shared: Arc::clone(&shared),
-            batch: Batch::default(),
-            deadline: None,
+            pending: BTreeMap::new(),
+            undelivered: 0,
         };
         info!(
             transport = task.transport.name(),
@@ -264,9 +281,16 @@ impl MailerHandle {
         }
     }
 
-    /// Asks the mailer to send the current batch now instead of at the end of its window
-    /// (e.g. when a transaction's deferred verdicts are all decided). Never blocks; when the
-    /// queue is full the window's end sends the batch anyway.
+    /// Sends the batch of transaction `id` now (its verdicts are done), not at the end of its
+    /// window. Never blocks; when the queue is full the window's end sends the batch anyway.
+    pub fn transaction_done(&self, id: u64) {
+        if let Some(inner) = &self.inner {
+            let _ = inner.sender.try_send(Command::TransactionDone(id));
+        }
+    }
+
+    /// Asks the mailer to send every pending batch now instead of at the end of its window.
+    /// Never blocks; when the queue is full the window's end sends the batches anyway.
     pub fn flush(&self) {
         if let Some(inner) = &self.inner {
             let _ = inner.sender.try_send(Command::Flush);
@@ -322,42 +346,79 @@ struct MailTask {
     options: MailerOptions,
     receiver: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
+    /// Batches waiting to go out, each with the end of its window.
+    pending: BTreeMap<BatchKey, PendingBatch>,
+    /// Alerts of mails given up, reported in the next mail sent.
+    undelivered: u64,
+}
+
+/// Which mail an alert goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BatchKey {
+    /// Failures not caused by a package transaction: one mail per time window.
+    Window,
+    /// Failures caused by this transaction: one mail when its verdicts are done.
+    Transaction(u64),
+}
+
+struct PendingBatch {
     batch: Batch,
-    /// When the current batch goes out; `None` while nothing is pending.
-    deadline: Option<Instant>,
+    deadline: Instant,
 }
 
 impl MailTask {
     async fn run(mut self) -> Result<(), MailError> {
         loop {
-            let deadline = self.deadline;
+            let deadline = self.pending.values().map(|pending| pending.deadline).min();
             tokio::select! {
                 command = self.receiver.recv() => match command {
                     Some(Command::Alert(alert)) => self.add(alert),
-                    Some(Command::Flush) => { let _ = self.send_batch().await; }
+                    Some(Command::TransactionDone(id)) => {
+                        let _ = self.send(BatchKey::Transaction(id)).await;
+                    }
+                    Some(Command::Flush) => { let _ = self.send_all().await; }
                     Some(Command::Stop) | None => return self.stop().await,
                 },
                 () = sleep_until(deadline), if deadline.is_some() => {
-                    let _ = self.send_batch().await;
+                    let _ = self.send_due().await;
                 }
-                () = self.shared.overflow.notified() => self.start_window(),
+                () = self.shared.overflow.notified() => {
+                    self.batch_for(BatchKey::Window, None);
+                }
             }
         }
     }
 
     fn add(&mut self, alert: MailAlert) {
-        if self.batch.alerts.len() < self.options.max_listed_alerts {
-            self.batch.alerts.push(alert);
+        let key = alert
+            .transaction
+            .as_ref()
+            .map_or(BatchKey::Window, |transaction| {
+                BatchKey::Transaction(transaction.id)
+            });
+        let max_listed = self.options.max_listed_alerts;
+        let batch = self.batch_for(key, alert.transaction.clone());
+        if batch.alerts.len() < max_listed {
+            batch.alerts.push(alert);
         } else {
-            self.batch.not_listed += 1;
+            batch.not_listed += 1;
         }
-        self.start_window();
     }
 
-    fn start_window(&mut self) {
-        if self.deadline.is_none() {
-            self.deadline = Some(Instant::now() + self.window);
-        }
+    /// The pending batch for `key`, started (with its window) if there is none.
+    fn batch_for(&mut self, key: BatchKey, transaction: Option<MailTransaction>) -> &mut Batch {
+        let window = self.window;
+        &mut self
+            .pending
+            .entry(key)
+            .or_insert_with(|| PendingBatch {
+                batch: Batch {
+                    transaction,
+                    ..Batch::default()
+                },
+                deadline: Instant::now() + window,
+            })
+            .batch
     }
 
     /// Takes in whatever is still queued, sends it, and ends.
@@ -368,14 +429,52 @@ impl MailTask {
                 self.add(alert);
             }
         }
-        self.send_batch().await
+        self.send_all().await
     }
 
-    async fn send_batch(&mut self) -> Result<(), MailError> {
-        self.deadline = None;
+    /// Sends every batch whose window has ended.
+    async fn send_due(&mut self) -> Result<(), MailError> {
+        let now = Instant::now();
+        let due: Vec<BatchKey> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.deadline <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        let mut result = Ok(());
+        for key in due {
+            if let Err(error) = self.send(key).await {
+                result = Err(error);
+            }
+        }
+        result
+    }
+
+    /// Sends every pending batch (and a mail for unreported overflow, if any).
+    async fn send_all(&mut self) -> Result<(), MailError> {
+        let mut keys: Vec<BatchKey> = self.pending.keys().copied().collect();
+        if !keys.contains(&BatchKey::Window) {
+            keys.push(BatchKey::Window);
+        }
+        let mut result = Ok(());
+        for key in keys {
+            if let Err(error) = self.send(key).await {
+                result = Err(error);
+            }
+        }
+        result
+    }
+
+    /// Sends the batch for `key` (with the overflow and lost mails not reported yet).
+    async fn send(&mut self, key: BatchKey) -> Result<(), MailError> {
         let counters = &self.shared.counters;
-        let mut batch = std::mem::take(&mut self.batch);
+        let mut batch = self
+            .pending
+            .remove(&key)
+            .map(|pending| pending.batch)
+            .unwrap_or_default();
         batch.overflowed = counters.overflowed_unreported.swap(0, Ordering::AcqRel);
+        batch.undelivered_earlier += std::mem::take(&mut self.undelivered);
         if batch.is_empty() {
             return Ok(());
         }
@@ -418,7 +517,7 @@ impl MailTask {
             .counters
             .mails_failed
             .fetch_add(1, Ordering::Relaxed);
-        self.batch.undelivered_earlier += lost.alert_count() + lost.undelivered_earlier;
+        self.undelivered += lost.alert_count() + lost.undelivered_earlier;
     }
 
     fn compose(&self, batch: &Batch) -> Result<Message, MailError> {
@@ -483,6 +582,7 @@ mod tests {
             program: "/var/ossec/active-response/bin/verify-file".into(),
             sha256_after: None,
             md5_after: None,
+            sha1_after: None,
         };
         let verdict = Verdict {
             outcome: Outcome::Failed,

@@ -80,6 +80,11 @@ fn ossec_37_every_syscheck_alert() {
         assert_eq!(alert.layout, BlockLayout::Ossec);
         assert_eq!(alert.location, "debian12->syscheck");
     }
+    // The sha1 after the change, next to the md5 (curl_new in sample-content-hashes.txt).
+    assert_eq!(
+        read(f, "1705314151.0").unwrap().sha1_after.as_deref(),
+        Some("e7e2fe286ac5523c707865c10261db06bc83375a")
+    );
 }
 
 #[test]
@@ -188,6 +193,10 @@ fn wazuh_4x_every_alert() {
         assert_eq!(alert.md5_after.as_deref(), md5, "{id}");
         assert_eq!(alert.sha256_after.as_deref(), sha256, "{id}");
     }
+    assert_eq!(
+        read(f, "1705314151.0").unwrap().sha1_after.as_deref(),
+        Some("e7e2fe286ac5523c707865c10261db06bc83375a")
+    );
 }
 
 #[test]
