@@ -74,12 +74,17 @@ struct Delivered {
 }
 
 impl Delivered {
+    /// The header's value, with folded continuation lines joined (RFC 5322 unfolding).
     fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.headers
-            .lines()
-            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
-            .map(|line| line[prefix.len()..].trim().to_owned())
+        let mut lines = self.headers.lines();
+        let first = lines.find(|line| line.to_ascii_lowercase().starts_with(&prefix))?;
+        let mut value = first[prefix.len()..].trim().to_owned();
+        for continuation in lines.take_while(|line| line.starts_with([' ', '\t'])) {
+            value.push(' ');
+            value.push_str(continuation.trim());
+        }
+        Some(value)
     }
 }
 

@@ -144,11 +144,11 @@ fn wazuh_verdict(
     serde_json::from_str(&format!("{{{json}")).expect("Wazuh verdict JSON")
 }
 
-/// syscheck's hashes in the alert are compared with the file as it is verified. A file that
-/// changed again after the scan (here: upgraded once more by dpkg before the shim ran) fails even
-/// though what it holds now verifies, because the content syscheck reported cannot be vouched
-/// for; the alert about the new content then succeeds. OSSEC (md5/sha1 in alerts.log) and Wazuh
-/// (md5/sha1/sha256 on stdin) alike.
+/// syscheck's hashes in the alert are compared with the file as it is verified. An alert whose
+/// hashes are not those of the file now (it changed again after the scan) fails even though
+/// what the file holds verifies — dpkg wrote it and it matches its package — because the content
+/// syscheck reported cannot be vouched for; the alert about the current content succeeds. OSSEC
+/// (md5/sha1 in alerts.log) and Wazuh (md5/sha1/sha256 on stdin) alike.
 #[test]
 fn alert_hashes_must_match_the_verified_content() {
     require_root();
@@ -160,7 +160,8 @@ fn alert_hashes_must_match_the_verified_content() {
         "#!/bin/sh\necho v2\n",
         "#!/bin/sh\necho v3\n",
     ];
-    let debs: Vec<_> = contents
+    // Packages of v1 and v2 only: v3's hashes stand for content the file never holds.
+    let debs: Vec<_> = contents[..2]
         .iter()
         .enumerate()
         .map(|(index, content)| {
@@ -175,29 +176,28 @@ fn alert_hashes_must_match_the_verified_content() {
     let daemon = TestDaemon::start(NO_ENROLL);
     let alerts = AlertsLog::new(&daemon.alerts_log);
 
-    // syscheck scans v2; v3 is installed before the Active Response runs.
+    // The alert's hashes are of v1 (syscheck scanned before the upgrade, or a later change was
+    // undone): the file dpkg wrote since is not the content the alert reports.
     debs::install(&debs[1], &[]);
-    let scanned_v2 = alerts.append_changed_with_hashes(&tool, &v2);
-    debs::install(&debs[2], &[]);
-    let stale = verdict_line(&daemon, &scanned_v2);
+    let stale = verdict_line(&daemon, &alerts.append_changed_with_hashes(&tool, &v1));
     assert_verdict(&daemon, &stale, "failed", "changed again since the alert");
     assert!(
-        stale.contains(&v2.sha1),
+        stale.contains(&v1.sha1),
         "names the hash syscheck saw: {stale}"
     );
 
-    // The scan of v3: the same file, now the content the alert describes.
-    let fresh = verdict_line(&daemon, &alerts.append_changed_with_hashes(&tool, &v3));
+    // The scan of v2: the content the alert describes, written by dpkg, matching its package.
+    let fresh = verdict_line(&daemon, &alerts.append_changed_with_hashes(&tool, &v2));
     assert_verdict(&daemon, &fresh, "succeeded", "");
 
     // Wazuh: stdin JSON with sha256 too.
-    let same = wazuh_verdict(&daemon, "1705314151.10", &v3, &tool);
+    let same = wazuh_verdict(&daemon, "1705314151.10", &v2, &tool);
     assert_eq!(same["status"], "succeeded", "{same}");
-    let old = wazuh_verdict(&daemon, "1705314151.20", &v1, &tool);
+    let old = wazuh_verdict(&daemon, "1705314151.20", &v3, &tool);
     assert_eq!(old["status"], "failed", "{old}");
     let reason = old["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("changed again since the alert") && reason.contains(&v1.sha256),
+        reason.contains("changed again since the alert") && reason.contains(&v3.sha256),
         "{reason}"
     );
 
