@@ -330,3 +330,49 @@ fn section(results: &Value) -> String {
     );
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape ar-bench prints, trimmed: every table renders and the ratios are baseline/ours.
+    #[test]
+    fn renders_comparisons_and_section() {
+        let results = serde_json::json!({
+            "params": {"files": 1000, "subset": 40, "concurrency": 8},
+            "round_trip": {
+                "ossec_runs_s": [0.05, 0.06], "wazuh_runs_s": [0.02], "origin_runs_s": [0.5],
+                "ossec_verdicts": {"succeeded": 2}, "wazuh_verdicts": {"succeeded": 1},
+                "origin_verdicts": {"accepted": 1},
+                "origin_with_only_paths_adjusted": {"bin_sh": "dash", "exit_code": 127,
+                    "ar_log_lines_written": 0, "stderr": "16: Bad substitution\n1: log_failure: not found"},
+            },
+            "rounds": [{
+                "dpkg_upgrade_s": 3.4, "ours_total_s": 7.2, "ours_subset_s": 1.2,
+                "origin_subset_s": 21.6, "ours_run_s": {"p50": 0.04, "p99": 0.19},
+                "origin_run_s": {"p50": 4.2, "p99": 5.1},
+                "ours_verdicts": {"failed": 1, "succeeded": 999},
+                "origin_verdicts": {"accepted": 39, "alerted": 1},
+                "changed_by_hand": {"ours": "failed", "origin": "alerted"},
+                "agreement_on_subset": {"agree": 40, "disagree": []},
+            }],
+            "origin_script": {"substitutions": [{"from": "a", "to": "b"}]},
+            "daemon_status": {"events_stored": 1, "events_lost": 0, "store_bytes_on_disk": 2},
+        });
+        let mut report = Report::default();
+        add_comparisons(&results, &mut report);
+        assert_eq!(report.comparisons.len(), 3);
+        assert!((report.comparisons[1].ratio() - 18.0).abs() < 1e-9);
+        assert!((report.comparisons[2].ratio() - 75.0).abs() < 1e-9);
+        let md = section(&results);
+        assert!(
+            md.contains("| 1 | 3.4 | 7.20 | 1.20 | 21.6 | 540 | 18× | 75× |"),
+            "{md}"
+        );
+        assert!(md.contains("40 agree, 0 disagree"), "{md}");
+        assert!(
+            md.contains("EXTRAPOLATED")
+                || report.comparisons[2].baseline.0.contains("EXTRAPOLATED")
+        );
+    }
+}
