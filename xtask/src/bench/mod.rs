@@ -1,14 +1,23 @@
 //! `cargo xtask bench`: every benchmark in one run. Each compares the verifier against its baseline
 //! measured in the same run and reports ratios; the report (Markdown) and the raw samples (JSON) go to
-//! `bench-results/`. Timings are medians over repeated runs, with min and max.
+//! `bench-results/`, and a full run (no `--quick`, no filter) is also published to the tracked
+//! `docs/benchmarks/latest.{md,json}`. Timings are medians over repeated runs, with min and max.
+//!
+//! Adding a benchmark: a module with `pub fn run(&Options, &mut Report) -> anyhow::Result<()>`
+//! that pushes [`Comparison`]s (ours vs a baseline), figures, a Markdown section and its raw JSON,
+//! listed in [`BENCHMARKS`]. `options.quick` asks for fewer repeats and smaller inputs.
+mod ar;
+mod lock;
 mod packages;
 mod report;
 mod store;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use crate::process::{cargo, require_root, run_checked as run_command, workspace_root};
-pub use report::Report;
+pub use report::{Comparison, Machine, Report, Samples};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -18,8 +27,36 @@ pub struct Options {
     /// Where the report goes.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Only benchmarks whose name contains this.
+    /// Development run: fewer repeats and smaller inputs (minutes, not tens of minutes); the
+    /// report is not published to docs/benchmarks/.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only benchmarks whose name contains this (then nothing is published either).
     pub filter: Option<String>,
+}
+
+impl Options {
+    /// Repetitions to use: `--repeat`, or at most 2 with `--quick`.
+    #[allow(dead_code, reason = "for the benchmarks that repeat in-process")]
+    pub fn repeats(&self) -> usize {
+        if self.quick {
+            self.repeat.clamp(1, 2)
+        } else {
+            self.repeat.max(1)
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!("cargo xtask bench --repeat {}", self.repeat);
+        if self.quick {
+            text.push_str(" --quick");
+        }
+        if let Some(filter) = &self.filter {
+            text.push(' ');
+            text.push_str(filter);
+        }
+        text
+    }
 }
 
 /// One benchmark: a name and a function adding its comparisons to the report.
@@ -29,7 +66,11 @@ type Benchmark = (
 );
 
 /// The benchmarks, in report order.
-const BENCHMARKS: &[Benchmark] = &[("packages", bench_packages), ("store", store::run)];
+const BENCHMARKS: &[Benchmark] = &[
+    ("packages", bench_packages),
+    ("store", store::run),
+    ("ar", ar::run),
+];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.
 fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()> {
@@ -44,8 +85,13 @@ fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()>
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
     require_root("bench")?;
+    let mut report = Report {
+        machine: Machine::detect(&workspace_root(), options.describe()),
+        ..Report::default()
+    };
     run_command(cargo().args(["build", "--release", "--package", "verifier-userspace"]))?;
-    let mut report = Report::default();
+    // Benchmarks install packages and time package-database readers: no other transaction meanwhile.
+    let _lock = lock::acquire()?;
     for (name, benchmark) in BENCHMARKS {
         if options
             .filter
@@ -66,5 +112,20 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "xtask: report written to {}",
         out.join("report.md").display()
     );
+    if !options.quick && options.filter.is_none() {
+        publish(&out)?;
+    }
+    Ok(())
+}
+
+/// Copies a full run's report to the tracked `docs/benchmarks/latest.{md,json}` the README links.
+fn publish(out: &std::path::Path) -> anyhow::Result<()> {
+    let docs = workspace_root().join("docs/benchmarks");
+    std::fs::create_dir_all(&docs).with_context(|| format!("creating {}", docs.display()))?;
+    for (from, to) in [("report.md", "latest.md"), ("raw.json", "latest.json")] {
+        std::fs::copy(out.join(from), docs.join(to))
+            .with_context(|| format!("copying {from} to {}", docs.join(to).display()))?;
+    }
+    eprintln!("xtask: published to {}", docs.join("latest.md").display());
     Ok(())
 }

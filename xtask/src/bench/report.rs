@@ -11,7 +11,7 @@ pub struct Samples {
 }
 
 impl Samples {
-    #[expect(dead_code, reason = "used by the benchmarks as they land")]
+    #[allow(dead_code, reason = "for the benchmarks that time in-process")]
     pub fn from_durations(durations: &[Duration]) -> Self {
         Self {
             unit: "s",
@@ -41,6 +41,16 @@ impl Samples {
     pub fn max(&self) -> f64 {
         self.sorted().last().copied().unwrap_or(f64::NAN)
     }
+
+    /// Nearest-rank percentile, `q` in 0..=1 (0.5: median of an odd count, 0.99: p99).
+    pub fn percentile(&self, q: f64) -> f64 {
+        let sorted = self.sorted();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let rank = (q * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
 }
 
 /// The verifier's measurement next to a baseline's; `ratio` = baseline median / ours
@@ -62,6 +72,8 @@ impl Comparison {
 
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Where and on what the run happened; taken when the run starts.
+    pub machine: Machine,
     pub comparisons: Vec<Comparison>,
     /// Single figures without a baseline (RSS, store size, events lost).
     pub figures: Vec<(String, Samples)>,
@@ -83,7 +95,11 @@ impl Report {
 
     fn markdown(&self) -> String {
         let mut md = String::from("# verifier benchmark report\n\n");
-        let _ = writeln!(md, "Machine: {}\n", machine_description());
+        md.push_str(&self.machine.markdown());
+        md.push_str(
+            "\nTimes are medians over repeated runs with (min–max); ratio = baseline median / our \
+             median (above 1: we are faster).\n\n",
+        );
         md.push_str("| benchmark | ours | median (min–max) | baseline | median (min–max) | ratio | target |\n");
         md.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
         for c in &self.comparisons {
@@ -115,7 +131,7 @@ impl Report {
     fn json(&self) -> serde_json::Value {
         let samples = |s: &Samples| serde_json::json!({"unit": s.unit, "values": s.values});
         serde_json::json!({
-            "machine": machine_description(),
+            "machine": self.machine.json(),
             "comparisons": self.comparisons.iter().map(|c| serde_json::json!({
                 "benchmark": c.benchmark,
                 "ours": {"name": c.ours.0, "samples": samples(&c.ours.1)},
@@ -141,19 +157,112 @@ fn spread(samples: &Samples) -> String {
     )
 }
 
-/// CPU model, core count and kernel, read from /proc.
-fn machine_description() -> String {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("model name"))
-                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+/// The machine and source tree a run measured.
+#[derive(Debug, Default, Clone)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub ram_gib: f64,
+    pub kernel: String,
+    pub os: String,
+    pub commit: String,
+    /// `git status --porcelain` was empty (untracked `bench-results/` aside).
+    pub tree_clean: Option<bool>,
+    pub date: String,
+    pub options: String,
+}
+
+impl Machine {
+    /// Reads /proc, /etc/os-release and git (in `workspace`).
+    pub fn detect(workspace: &Path, options: String) -> Self {
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("model name"))
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".to_owned());
+        let ram_gib = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("MemTotal:"))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kib| kib / (1024.0 * 1024.0));
+        let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let pretty = os_release
+            .lines()
+            .find_map(|line| line.strip_prefix("PRETTY_NAME="))
+            .map(|name| name.trim_matches('"').to_owned())
+            .unwrap_or_else(|| "unknown OS".to_owned());
+        let debian = fs::read_to_string("/etc/debian_version")
+            .map(|version| format!(" (debian_version {})", version.trim()))
+            .unwrap_or_default();
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(workspace)
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        let commit = git(&["rev-parse", "HEAD"])
+            .map(|text| text.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let tree_clean = git(&["status", "--porcelain", "--untracked-files=no"])
+            .map(|text| text.trim().is_empty());
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            ram_gib,
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            os: format!("{pretty}{debian}"),
+            commit,
+            tree_clean,
+            date,
+            options,
+        }
+    }
+
+    fn markdown(&self) -> String {
+        let clean = match self.tree_clean {
+            Some(true) => "clean",
+            Some(false) => "**modified** (uncommitted changes to tracked files)",
+            None => "unknown",
+        };
+        format!(
+            "| | |\n|---|---|\n| date | {} |\n| machine | {}, {} cores, {:.1} GiB RAM |\n\
+             | kernel | Linux {} |\n| system | {} |\n| commit | `{}` (tree {clean}) |\n\
+             | options | `{}` |\n",
+            self.date,
+            self.cpu,
+            self.cores,
+            self.ram_gib,
+            self.kernel,
+            self.os,
+            self.commit,
+            self.options
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cpu": self.cpu, "cores": self.cores, "ram_gib": self.ram_gib,
+            "kernel": self.kernel, "os": self.os, "commit": self.commit,
+            "tree_clean": self.tree_clean, "date": self.date, "options": self.options,
         })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +283,18 @@ mod tests {
         assert_eq!(even.median(), 2.5);
         assert_eq!(even.min(), 1.0);
         assert_eq!(even.max(), 4.0);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let hundred = Samples {
+            unit: "s",
+            values: (1..=100).map(f64::from).rev().collect(),
+        };
+        assert_eq!(hundred.percentile(0.5), 50.0);
+        assert_eq!(hundred.percentile(0.99), 99.0);
+        assert_eq!(hundred.percentile(1.0), 100.0);
+        assert_eq!(hundred.percentile(0.0), 1.0);
     }
 
     #[test]
