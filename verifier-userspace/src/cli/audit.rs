@@ -18,7 +18,11 @@ use crate::packages::{
     audit::{AuditOptions, AuditReport, Explainer, audit, auditable_entries},
 };
 
-pub fn run(config_path: Option<&Path>, package: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config_path: Option<&Path>,
+    package: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     match StoreExplainer::open(&config.state_dir) {
         Ok(explainer) => run_with_explainer(config_path, package, json, Some(&explainer), None),

@@ -42,7 +42,9 @@ impl StoreExplainer {
                 }),
                 root_pid: record.as_ref().map_or(0, |record| record.root_pid),
                 exit_status: record.as_ref().and_then(|record| record.exit_status),
-                depth: writer.transaction.map_or(0, |transaction| transaction.depth),
+                depth: writer
+                    .transaction
+                    .map_or(0, |transaction| transaction.depth),
             }
         });
         LastWrite {
@@ -101,9 +103,10 @@ fn summary(last: &LastWrite, operations: usize) -> String {
             transaction.command,
             transaction.root_pid,
             transaction.depth,
-            transaction
-                .exit_status
-                .map_or_else(|| "running".to_owned(), |status| format!("wait status {status}"))
+            transaction.exit_status.map_or_else(
+                || "running".to_owned(),
+                |status| format!("wait status {status}")
+            )
         ),
         None => "outside any package transaction".to_owned(),
     };

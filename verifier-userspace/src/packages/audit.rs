@@ -135,11 +135,12 @@ pub fn audit(index: &PackageIndex, options: &AuditOptions<'_>) -> AuditReport {
     let started = Instant::now();
     let entries = auditable_entries(index, options.package);
     let digests = DigestCache::new();
+    let on_progress = options.on_progress;
     let mut findings: Vec<Finding> = entries
         .par_iter()
         .filter_map(|entry| {
             let outcome = verify_file_cached(entry, &entry.path, Some(&digests));
-            if let Some(progress) = options.on_progress {
+            if let Some(progress) = on_progress {
                 progress();
             }
             (!outcome.is_clean()).then(|| Finding {

@@ -221,7 +221,7 @@ pub fn verify_file_cached(
         (FileKind::Regular, _) if !entry.flags.contains(FileFlags::GHOST) && !size_differs => {
             if let Some(expected) = &entry.digest {
                 let digest = cached_digest(cache, &identity, expected.algo, || {
-                    hash_handle(handle, &observed, expected.algo)
+                    hash_handle(&handle, &observed, expected.algo)
                 });
                 compare_digest(expected, digest, &mut outcome);
             }

@@ -242,7 +242,9 @@ fn time_dpkg_s(repeat: usize) -> anyhow::Result<Samples> {
         }
         values.push((total / DPKG_S_CALLS).as_secs_f64() * 1e6);
     }
-    Ok(Samples { unit: "µs", values })
+    Ok(Samples {
+        unit: "µs", values
+    })
 }
 
 fn details(
@@ -305,8 +307,7 @@ fn details(
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir =
-        std::env::temp_dir().join(format!("verifier-packages-bench-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("verifier-packages-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
