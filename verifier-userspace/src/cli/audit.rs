@@ -1,5 +1,7 @@
-//! `verifier audit`: verify every installed package file, in parallel, explaining mismatches.
-//! Human output by default, one JSON document with `--json`; exit 0 when clean, 1 otherwise.
+//! `verifier audit`: verify every installed package file, in parallel, explaining each mismatch
+//! from the provenance store when it has history for the file (store absent: said once, audit
+//! goes on). Human output by default, one JSON document with `--json`; exit 0 when clean, 1
+//! otherwise.
 
 use std::{
     io::{IsTerminal, Write},
@@ -10,25 +12,39 @@ use std::{
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::audit_history::StoreExplainer;
 use crate::packages::{
     PackageIndex,
     audit::{AuditOptions, AuditReport, Explainer, audit, auditable_entries},
 };
 
-pub fn run(config: Option<&Path>, package: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    run_with_explainer(config, package, json, None)
+pub fn run(
+    config_path: Option<&Path>,
+    package: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    match StoreExplainer::open(&config.state_dir) {
+        Ok(explainer) => run_with_explainer(config_path, package, json, Some(&explainer), None),
+        Err(error) => {
+            let note = format!("mismatches are not explained: no provenance store ({error})");
+            run_with_explainer(config_path, package, json, None, Some(note))
+        }
+    }
 }
 
-/// As [`run`], annotating findings with `explainer` (the provenance store, once wired in).
+/// As [`run`], annotating findings with `explainer`; `history_note` says why there is none.
 pub fn run_with_explainer(
     config: Option<&Path>,
     package: Option<&str>,
     json: bool,
     explainer: Option<&dyn Explainer>,
+    history_note: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config)?;
-    let (index, database_errors) =
+    let (mut index, database_errors) =
         PackageIndex::load(&config.packages).context("loading the package databases")?;
+    index.release_parse_caches();
     if let Some(name) = package
         && !index
             .packages()
@@ -47,6 +63,7 @@ pub fn run_with_explainer(
     let mut report = audit(&index, &options);
     progress.finish_and_clear();
     report.database_errors = database_errors;
+    report.history_note = history_note;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;
@@ -80,6 +97,9 @@ fn write_human(
     report: &AuditReport,
     index: &PackageIndex,
 ) -> std::io::Result<()> {
+    if let Some(note) = &report.history_note {
+        writeln!(out, "note: {note}")?;
+    }
     for error in &report.database_errors {
         writeln!(out, "database problem: {error}")?;
     }
@@ -97,8 +117,8 @@ fn write_human(
         for mismatch in &finding.mismatches {
             writeln!(out, "    {mismatch}")?;
         }
-        if let Some(explanation) = &finding.explanation {
-            writeln!(out, "    history: {explanation}")?;
+        if let Some(history) = &finding.history {
+            writeln!(out, "    history: {}", history.summary)?;
         }
     }
     let stats = index.stats();

@@ -1,6 +1,7 @@
 //! The `verifier` command line: one module per subcommand. Each returns the process exit code.
 
 pub mod audit;
+mod audit_history;
 pub mod daemon;
 pub mod explain;
 pub mod install;

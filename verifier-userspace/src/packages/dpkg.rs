@@ -102,6 +102,16 @@ impl DpkgDb {
             .is_some_and(|last| *last == self.status_fingerprint())
     }
 
+    /// Forgets the parsed files kept for incremental refreshes (for one-shot readers such as
+    /// `verifier audit`): the next read after a change parses everything again.
+    pub fn drop_parse_caches(&mut self) {
+        self.status = None;
+        self.lists = HashMap::new();
+        self.md5sums = HashMap::new();
+        self.diversions = None;
+        self.overrides = None;
+    }
+
     pub fn admindir(&self) -> &Path {
         &self.admindir
     }

@@ -391,6 +391,19 @@ impl PackageIndex {
             + package_bytes
     }
 
+    /// Frees what only incremental refreshes need (the databases' parse caches) and returns
+    /// freed heap memory to the system. For one-shot users (`verifier audit`): a later
+    /// [`PackageIndex::refresh`] still works but parses everything again.
+    pub fn release_parse_caches(&mut self) {
+        if let Some(dpkg) = self.dpkg.as_mut() {
+            dpkg.drop_parse_caches();
+        }
+        if let Some(rpm) = self.rpm.as_mut() {
+            rpm.drop_parse_caches();
+        }
+        release_free_heap();
+    }
+
     pub fn stats(&self) -> &IndexStats {
         &self.stats
     }
@@ -511,6 +524,15 @@ impl PackageIndex {
         identity.ok_or_else(|| ExecutableError::NotOwned {
             path: path.to_owned(),
         })
+    }
+}
+
+/// Returns the heap's free pages to the system (glibc keeps them after a large build).
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -80,6 +80,13 @@ impl RpmDb {
         self.stamp.is_some() && db_stamp(&self.sqlite_file()) == self.stamp
     }
 
+    /// Forgets the parsed headers (for one-shot readers such as `verifier audit`): the next
+    /// read parses the whole database again.
+    pub fn drop_parse_caches(&mut self) {
+        self.packages = BTreeMap::new();
+        self.stamp = None;
+    }
+
     pub fn dbpath(&self) -> &Path {
         &self.dbpath
     }

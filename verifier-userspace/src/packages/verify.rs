@@ -1,8 +1,11 @@
-//! Verifying one installed file against its [`FileEntry`]: the name is opened once with
-//! `O_PATH | O_NOFOLLOW`, and everything (type, mode, owner, size, link target, content digest)
-//! is read from that descriptor, so a rename between the checks cannot swap the file. Regular
-//! files are hashed through a read-only reopen of the same descriptor (`/proc/self/fd/N`),
-//! checked to be the same inode; devices and fifos are never opened for reading.
+//! Verifying one installed file against its [`FileEntry`] from one file descriptor, so a rename
+//! between the checks cannot swap the file. A file the database expects to be regular with a
+//! digest is opened once for reading (`O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOATIME`), and its
+//! type, mode, owner, size and content all come from that descriptor (`fstat`, then reads); it
+//! is never read unless `fstat` says it is a regular file. Everything else (directories,
+//! symlinks, entries without a digest) is opened with `O_PATH | O_NOFOLLOW`, so devices and
+//! fifos the database lists are never opened. A [`DigestCache`] lets an audit hash each inode
+//! once, however many names (hard links, usr-merge aliases, several packages) it has.
 
 use std::{
     collections::HashMap,
@@ -155,6 +158,16 @@ impl VerifyOutcome {
 
 /// Verifies the file at `path` (where `entry` says it lives, or an alias of it) against `entry`.
 pub fn verify_file(entry: &FileEntry, path: &Path) -> VerifyOutcome {
+    verify_file_cached(entry, path, None)
+}
+
+/// As [`verify_file`], taking a digest from `cache` when the same inode, unchanged (size,
+/// mtime, ctime), was already hashed with the same algorithm, and adding new digests to it.
+pub fn verify_file_cached(
+    entry: &FileEntry,
+    path: &Path,
+    cache: Option<&DigestCache>,
+) -> VerifyOutcome {
     let mut outcome = VerifyOutcome::new(path);
     if entry.flags.contains(FileFlags::NOT_INSTALLED) {
         outcome.skipped = Some("the database marks this file as not installed");
@@ -164,7 +177,7 @@ pub fn verify_file(entry: &FileEntry, path: &Path) -> VerifyOutcome {
         outcome.skipped = Some("the database marks this file as replaced by another package");
         return outcome;
     }
-    let handle = match open_path(path) {
+    let handle = match open_entry(entry, path) {
         Ok(handle) => handle,
         Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
             if entry.flags.contains(FileFlags::GHOST) || entry.flags.contains(FileFlags::MISSINGOK)
@@ -180,8 +193,8 @@ pub fn verify_file(entry: &FileEntry, path: &Path) -> VerifyOutcome {
             return outcome;
         }
     };
-    let observed = match fstat(&handle) {
-        Ok(observed) => observed,
+    let (observed, identity) = match fstat_identity(handle.fd()) {
+        Ok(stat) => stat,
         Err(error) => {
             outcome.mismatches.push(unreadable(&error));
             return outcome;
@@ -196,16 +209,92 @@ pub fn verify_file(entry: &FileEntry, path: &Path) -> VerifyOutcome {
         return outcome;
     }
     check_metadata(entry, &observed, &mut outcome.mismatches);
-    match observed.kind {
-        FileKind::Symlink => check_link_target(entry, &handle, &mut outcome),
-        FileKind::Regular if !entry.flags.contains(FileFlags::GHOST) => {
+    let size_differs = outcome
+        .mismatches
+        .iter()
+        .any(|mismatch| matches!(mismatch, Mismatch::Size { .. }));
+    match (observed.kind, &handle) {
+        (FileKind::Symlink, Handle::Path(handle)) => {
+            check_link_target(entry, handle, &mut outcome);
+        }
+        // A size that differs already says the content does: hashing would add nothing.
+        (FileKind::Regular, _) if !entry.flags.contains(FileFlags::GHOST) && !size_differs => {
             if let Some(expected) = &entry.digest {
-                check_digest(expected, &handle, &observed, &mut outcome);
+                let digest = cached_digest(cache, &identity, expected.algo, || {
+                    hash_handle(&handle, &observed, expected.algo)
+                });
+                compare_digest(expected, digest, &mut outcome);
             }
         }
         _ => {}
     }
     outcome
+}
+
+/// An open file: readable (a regular file with a digest to check) or `O_PATH` only.
+enum Handle {
+    Readable(File),
+    Path(OwnedFd),
+}
+
+impl Handle {
+    fn fd(&self) -> &dyn AsRawFd {
+        match self {
+            Self::Readable(file) => file,
+            Self::Path(fd) => fd,
+        }
+    }
+}
+
+/// Whether the entry's content is read: a regular file (or one of unknown kind) with a digest.
+fn reads_content(entry: &FileEntry) -> bool {
+    entry.digest.is_some()
+        && !entry.flags.contains(FileFlags::GHOST)
+        && matches!(entry.kind, FileKind::Regular | FileKind::Unknown)
+}
+
+/// Opens `path` the cheapest way that lets everything about `entry` be checked from one
+/// descriptor: for reading when its content is checked, with `O_PATH` otherwise. A symlink or
+/// socket found where a readable file was expected is reopened with `O_PATH` (to report it).
+fn open_entry(entry: &FileEntry, path: &Path) -> io::Result<Handle> {
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    if reads_content(entry) {
+        match open_readable(&name) {
+            Ok(file) => return Ok(Handle::Readable(file)),
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    open_path(&name).map(Handle::Path)
+}
+
+/// Opens for reading without following a final symlink, blocking on nothing (a fifo opens at
+/// once), without updating the access time when the caller may (owner or `CAP_FOWNER`).
+fn open_readable(name: &CString) -> io::Result<File> {
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let open = |flags| {
+        // SAFETY: `name` is a valid NUL-terminated string; the descriptor is owned below.
+        let fd = unsafe { libc::open(name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly opened descriptor nobody else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    };
+    match open(flags | libc::O_NOATIME) {
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => open(flags),
+        result => result,
+    }
+}
+
+/// The content digest of the regular file `handle` refers to.
+fn hash_handle(handle: &Handle, observed: &Observed, algo: DigestAlgo) -> io::Result<Vec<u8>> {
+    match handle {
+        Handle::Readable(file) => hash_reader(file, algo),
+        Handle::Path(fd) => hash_same_file(fd, observed, algo),
+    }
 }
 
 fn unreadable(error: &io::Error) -> Mismatch {
@@ -266,13 +355,8 @@ fn check_link_target(entry: &FileEntry, handle: &OwnedFd, outcome: &mut VerifyOu
     }
 }
 
-fn check_digest(
-    expected: &Digest,
-    handle: &OwnedFd,
-    observed: &Observed,
-    outcome: &mut VerifyOutcome,
-) {
-    match hash_same_file(handle, observed, expected.algo) {
+fn compare_digest(expected: &Digest, found: io::Result<Vec<u8>>, outcome: &mut VerifyOutcome) {
+    match found {
         Ok(found) if *found == *expected.bytes => outcome.content_verified = true,
         Ok(found) => outcome.mismatches.push(Mismatch::Digest {
             algo: expected.algo,
@@ -283,10 +367,62 @@ fn check_digest(
     }
 }
 
-/// Opens `path` without following a final symlink and without reading access (`O_PATH`).
-fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    let name = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+/// What identifies one unchanged file content: the inode with its size and change times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Digests already computed during one audit, by inode and algorithm: a file with several
+/// names (hard links, usr-merge aliases, a path several packages list) is hashed once.
+#[derive(Default)]
+pub struct DigestCache {
+    digests: Mutex<HashMap<(Identity, DigestAlgo), Box<[u8]>>>,
+}
+
+impl DigestCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many digests it holds.
+    pub fn len(&self) -> usize {
+        self.digests.lock().map_or(0, |digests| digests.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn cached_digest(
+    cache: Option<&DigestCache>,
+    identity: &Identity,
+    algo: DigestAlgo,
+    compute: impl FnOnce() -> io::Result<Vec<u8>>,
+) -> io::Result<Vec<u8>> {
+    let Some(cache) = cache else {
+        return compute();
+    };
+    let key = (*identity, algo);
+    if let Ok(digests) = cache.digests.lock()
+        && let Some(digest) = digests.get(&key)
+    {
+        return Ok(digest.to_vec());
+    }
+    let digest = compute()?;
+    if let Ok(mut digests) = cache.digests.lock() {
+        digests.insert(key, digest.clone().into_boxed_slice());
+    }
+    Ok(digest)
+}
+
+/// Opens `name` without following a final symlink and without reading access (`O_PATH`).
+fn open_path(name: &CString) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid NUL-terminated string; the returned descriptor is owned below.
     let fd = unsafe {
         libc::open(
@@ -301,7 +437,11 @@ fn open_path(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn fstat(handle: &impl AsRawFd) -> io::Result<Observed> {
+fn fstat(handle: &(impl AsRawFd + ?Sized)) -> io::Result<Observed> {
+    fstat_identity(handle).map(|(observed, _)| observed)
+}
+
+fn fstat_identity(handle: &(impl AsRawFd + ?Sized)) -> io::Result<(Observed, Identity)> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: the descriptor is open and `stat` points at writable memory of the right size.
     if unsafe { libc::fstat(handle.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
@@ -309,15 +449,24 @@ fn fstat(handle: &impl AsRawFd) -> io::Result<Observed> {
     }
     // SAFETY: fstat succeeded, so it filled the structure.
     let stat = unsafe { stat.assume_init() };
-    Ok(Observed {
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    let observed = Observed {
         dev: stat.st_dev,
         ino: stat.st_ino,
         kind: FileKind::from_mode(stat.st_mode),
         mode: stat.st_mode & 0o7777,
         uid: stat.st_uid,
         gid: stat.st_gid,
-        size: u64::try_from(stat.st_size).unwrap_or(0),
-    })
+        size,
+    };
+    let identity = Identity {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        size,
+        mtime: (stat.st_mtime, stat.st_mtime_nsec),
+        ctime: (stat.st_ctime, stat.st_ctime_nsec),
+    };
+    Ok((observed, identity))
 }
 
 /// The target of the symlink `handle` (an `O_PATH | O_NOFOLLOW` descriptor) refers to.
@@ -411,11 +560,11 @@ pub fn hash_reader(mut reader: impl Read, algo: DigestAlgo) -> io::Result<Vec<u8
                 &mut fallback
             }
         };
-        let mut hasher = Hasher::new(algo);
+        let mut hasher = Hasher::new(algo)?;
         loop {
             match reader.read(buffer) {
-                Ok(0) => return Ok(hasher.finish()),
-                Ok(count) => hasher.update(&buffer[..count]),
+                Ok(0) => return hasher.finish(),
+                Ok(count) => hasher.update(&buffer[..count])?,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
@@ -423,9 +572,10 @@ pub fn hash_reader(mut reader: impl Read, algo: DigestAlgo) -> io::Result<Vec<u8
     })
 }
 
-/// One streaming hasher per supported algorithm.
+/// One streaming hasher per supported algorithm: MD5 from libcrypto (the fastest here), the
+/// others from RustCrypto (SHA-2 uses the CPU's SHA extensions when present).
 pub enum Hasher {
-    Md5(md5::Md5),
+    Md5(openssl::md_ctx::MdCtx),
     Sha1(sha1::Sha1),
     Sha224(sha2::Sha224),
     Sha256(sha2::Sha256),
@@ -433,41 +583,66 @@ pub enum Hasher {
     Sha512(sha2::Sha512),
 }
 
+/// libcrypto's MD5, fetched once: OpenSSL 3 looks an implicitly fetched digest up again on
+/// every initialisation, which costs more than hashing a small file.
+fn libcrypto_md5() -> io::Result<&'static openssl::md::Md> {
+    static MD5: OnceLock<Result<openssl::md::Md, String>> = OnceLock::new();
+    MD5.get_or_init(|| openssl::md::Md::fetch(None, "MD5", None).map_err(|error| error.to_string()))
+        .as_ref()
+        .map_err(|error| io::Error::other(format!("libcrypto has no MD5: {error}")))
+}
+
+fn crypto_error(error: openssl::error::ErrorStack) -> io::Error {
+    io::Error::other(format!("libcrypto: {error}"))
+}
+
 impl Hasher {
-    pub fn new(algo: DigestAlgo) -> Self {
+    pub fn new(algo: DigestAlgo) -> io::Result<Self> {
         use sha2::Digest as _;
-        match algo {
-            DigestAlgo::Md5 => Self::Md5(md5::Md5::new()),
+        Ok(match algo {
+            DigestAlgo::Md5 => {
+                let mut context = openssl::md_ctx::MdCtx::new().map_err(crypto_error)?;
+                context
+                    .digest_init(libcrypto_md5()?)
+                    .map_err(crypto_error)?;
+                Self::Md5(context)
+            }
             DigestAlgo::Sha1 => Self::Sha1(sha1::Sha1::new()),
             DigestAlgo::Sha224 => Self::Sha224(sha2::Sha224::new()),
             DigestAlgo::Sha256 => Self::Sha256(sha2::Sha256::new()),
             DigestAlgo::Sha384 => Self::Sha384(sha2::Sha384::new()),
             DigestAlgo::Sha512 => Self::Sha512(sha2::Sha512::new()),
-        }
+        })
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub fn update(&mut self, bytes: &[u8]) -> io::Result<()> {
         use sha2::Digest as _;
         match self {
-            Self::Md5(hasher) => hasher.update(bytes),
+            Self::Md5(context) => context.digest_update(bytes).map_err(crypto_error)?,
             Self::Sha1(hasher) => hasher.update(bytes),
             Self::Sha224(hasher) => hasher.update(bytes),
             Self::Sha256(hasher) => hasher.update(bytes),
             Self::Sha384(hasher) => hasher.update(bytes),
             Self::Sha512(hasher) => hasher.update(bytes),
         }
+        Ok(())
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    pub fn finish(self) -> io::Result<Vec<u8>> {
         use sha2::Digest as _;
-        match self {
-            Self::Md5(hasher) => hasher.finalize().to_vec(),
+        Ok(match self {
+            Self::Md5(mut context) => {
+                let mut digest = vec![0u8; DigestAlgo::Md5.output_len()];
+                let written = context.digest_final(&mut digest).map_err(crypto_error)?;
+                digest.truncate(written);
+                digest
+            }
             Self::Sha1(hasher) => hasher.finalize().to_vec(),
             Self::Sha224(hasher) => hasher.finalize().to_vec(),
             Self::Sha256(hasher) => hasher.finalize().to_vec(),
             Self::Sha384(hasher) => hasher.finalize().to_vec(),
             Self::Sha512(hasher) => hasher.finalize().to_vec(),
-        }
+        })
     }
 }
 

@@ -110,7 +110,7 @@ impl Store {
 }
 
 /// `path` with its parent directory canonicalized, if that changes it.
-fn resolve_directory(path: &Path) -> Option<std::path::PathBuf> {
+pub fn resolve_directory(path: &Path) -> Option<std::path::PathBuf> {
     let name = path.file_name()?;
     let parent = path
         .parent()

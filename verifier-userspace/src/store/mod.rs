@@ -35,7 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use self::{
     bytes::ByteText,
-    explain::{Explanation, format_time},
+    explain::{Explanation, format_time, resolve_directory},
     model::*,
     roots::PackageLocks,
     schema::SCHEMA_VERSION,

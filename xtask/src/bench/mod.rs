@@ -73,13 +73,11 @@ const BENCHMARKS: &[Benchmark] = &[
 ];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.
-fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()> {
-    let results = packages::run(&workspace_root())?;
-    report.sections.push(results.to_markdown());
-    report.raw.push((
-        "packages".into(),
-        serde_json::from_str(&results.in_process).unwrap_or(serde_json::Value::Null),
-    ));
+fn bench_packages(options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    let results = packages::run(&workspace_root(), options.repeat)?;
+    report.comparisons.extend(results.comparisons);
+    report.sections.push(results.section);
+    report.raw.push(("packages".into(), results.raw));
     Ok(())
 }
 

@@ -148,8 +148,10 @@ impl Report {
 }
 
 fn spread(samples: &Samples) -> String {
+    // Four decimals for small numbers, one for large ones (µs of a slow baseline).
+    let decimals = if samples.max() >= 100.0 { 1 } else { 4 };
     format!(
-        "{:.4} {} ({:.4}–{:.4})",
+        "{:.decimals$} {} ({:.decimals$}–{:.decimals$})",
         samples.median(),
         samples.unit,
         samples.min(),
