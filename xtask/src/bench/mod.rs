@@ -2,6 +2,7 @@
 //! measured in the same run and reports ratios; the report (Markdown) and the raw samples (JSON) go to
 //! `bench-results/`. Timings are medians over repeated runs, with min and max.
 mod packages;
+mod recorder;
 mod report;
 mod store;
 
@@ -29,7 +30,11 @@ type Benchmark = (
 );
 
 /// The benchmarks, in report order.
-const BENCHMARKS: &[Benchmark] = &[("packages", bench_packages), ("store", store::run)];
+const BENCHMARKS: &[Benchmark] = &[
+    ("packages", bench_packages),
+    ("store", store::run),
+    ("recorder", recorder::run),
+];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.
 fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()> {

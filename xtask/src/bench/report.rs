@@ -11,7 +11,6 @@ pub struct Samples {
 }
 
 impl Samples {
-    #[expect(dead_code, reason = "used by the benchmarks as they land")]
     pub fn from_durations(durations: &[Duration]) -> Self {
         Self {
             unit: "s",
