@@ -1,14 +1,17 @@
 //! Counting and emitting: the per-program counters, the common record header, and the copy of a
 //! finished record into the ring buffer (a full ring buffer is counted, never waited on).
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
+    },
 };
 use verifier_common::{ProgramCounters, ProgramId, RecordHeader};
 
 use crate::{
     kernel::{off, read_ptr, read_u32, read_u64},
-    maps::{COUNTERS, EVENTS, TRANSACTIONS},
+    maps::{COUNTERS, EVENTS, RING_WAKEUP_BYTES, TRANSACTIONS},
 };
 
 /// Which counter to bump.
@@ -83,12 +86,24 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
     }
 }
 
+/// Whether to wake the reader for this record: only once enough waits (see `RING_WAKEUP_BYTES`).
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    // SAFETY: volatile read of a static userspace sets before load.
+    let threshold = unsafe { core::ptr::read_volatile(&raw const RING_WAKEUP_BYTES) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Copies `len` bytes at `record` into the ring buffer, counting the outcome.
 #[inline(always)]
 pub fn submit(program: ProgramId, record: *const u8, len: usize) {
     // SAFETY: the caller bounds `len` within the object `record` points into.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
-    match EVENTS.output(bytes, 0) {
+    match EVENTS.output(bytes, wakeup_flags()) {
         Ok(()) => count(program, Count::Emitted),
         Err(_) => count(program, Count::RingbufFull),
     }
@@ -97,7 +112,7 @@ pub fn submit(program: ProgramId, record: *const u8, len: usize) {
 /// Submits a small fixed-size record built on the stack.
 #[inline(always)]
 pub fn submit_value<T>(program: ProgramId, record: &T) {
-    match EVENTS.output(record, 0) {
+    match EVENTS.output(record, wakeup_flags()) {
         Ok(()) => count(program, Count::Emitted),
         Err(_) => count(program, Count::RingbufFull),
     }

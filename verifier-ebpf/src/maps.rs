@@ -12,6 +12,12 @@ use verifier_common::{
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 
+/// Wake the reader only once this many bytes wait in the ring buffer (set by userspace from the
+/// ring size; 0: on every record). Below it the reader drains on its own timer, so a busy host
+/// does not pay a wakeup per record.
+#[unsafe(no_mangle)]
+pub static RING_WAKEUP_BYTES: u64 = 0;
+
 /// Records for userspace. Its size is set by userspace from the configuration.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);

@@ -69,7 +69,7 @@ const DATA_MASK: u32 = (2 * PATH_CAP as u32) - 1;
 
 /// Whether `syscall` is one we report.
 #[inline(always)]
-fn tracked(syscall: u64) -> bool {
+const fn tracked(syscall: u64) -> bool {
     matches!(
         syscall,
         nr::OPEN
@@ -114,12 +114,51 @@ fn tracked(syscall: u64) -> bool {
     )
 }
 
+/// Syscall numbers below this are looked up in the bitmaps; every one we report is below it.
+const BITMAP_LIMIT: u64 = 512;
+type Bitmap = [u64; (BITMAP_LIMIT / 64) as usize];
+
+/// The x86_64 (or, with `ia32`, the ia32) numbers below `BITMAP_LIMIT` we report, as a bitmap.
+const fn bitmap(ia32: bool) -> Bitmap {
+    let mut bits = [0u64; (BITMAP_LIMIT / 64) as usize];
+    let mut syscall = 0;
+    while syscall < BITMAP_LIMIT {
+        let reported = if ia32 {
+            native_of_ia32(syscall).is_some()
+        } else {
+            tracked(syscall)
+        };
+        if reported {
+            bits[(syscall / 64) as usize] |= 1 << (syscall % 64);
+        }
+        syscall += 1;
+    }
+    bits
+}
+
+/// x86_64 syscalls we report, and ia32 syscalls we report (by their ia32 number). The first
+/// tests on every syscall of every process, so they are bit tests, not chains of comparisons.
+const NATIVE: Bitmap = bitmap(false);
+const IA32: Bitmap = bitmap(true);
+
+#[inline(always)]
+fn in_bitmap(bits: &Bitmap, syscall: u64) -> bool {
+    syscall < BITMAP_LIMIT && bits[(syscall / 64) as usize] & (1 << (syscall % 64)) != 0
+}
+
+/// Whether `syscall` may be one we report: a native one, or an ia32 one in a compat syscall
+/// (checked only for numbers that are ia32 candidates and not native ones).
+#[inline(always)]
+fn candidate(syscall: u64) -> bool {
+    in_bitmap(&NATIVE, syscall) || (in_bitmap(&IA32, syscall) && in_compat_syscall())
+}
+
 /// `TS_COMPAT` in `thread_info.status`: the current syscall is an ia32 one.
 const TS_COMPAT: u32 = 0x0002;
 
 /// The x86_64 number of an ia32 syscall we report (`None` for every other ia32 syscall).
 #[inline(always)]
-fn native_of_ia32(syscall: u64) -> Option<u64> {
+const fn native_of_ia32(syscall: u64) -> Option<u64> {
     Some(match syscall {
         5 => nr::OPEN,
         8 => nr::CREAT,
@@ -233,7 +272,7 @@ fn open_flags(syscall: u64, args: &[u64; 6]) -> Option<u64> {
 /// `sys_enter(struct pt_regs *regs, long id)`.
 pub fn on_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     let raw: u64 = ctx.arg(1);
-    if !offsets_ready() {
+    if !offsets_ready() || !candidate(raw) {
         return None;
     }
     let (syscall, compat) = classify(raw)?;
@@ -446,7 +485,7 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let regs: u64 = ctx.arg(0);
     let raw = read_u64(regs + off!(regs_orig_ax))?;
-    if !tracked(raw) && native_of_ia32(raw).is_none() {
+    if !candidate(raw) {
         return None;
     }
     let program = ProgramId::SysExit;

@@ -160,6 +160,7 @@ fn store_chunks(
     runtime: &tokio::runtime::Handle,
 ) {
     while let Some(chunk) = queued.blocking_recv() {
+        let chunk = coalesce(chunk, &mut queued);
         if !chunk.events.is_empty() {
             apply(daemon, &chunk.events, runtime);
         }
@@ -167,6 +168,22 @@ fn store_chunks(
             daemon.intake.mark_applied_through(time);
         }
     }
+}
+
+/// Joins the chunks already queued behind `first` (up to `BATCH` events) into one, so a busy
+/// host's many small reads are stored in few SQL transactions.
+fn coalesce(first: Chunk, queued: &mut tokio::sync::mpsc::Receiver<Chunk>) -> Chunk {
+    let mut chunk = first;
+    while chunk.events.len() < BATCH {
+        match queued.try_recv() {
+            Ok(next) => {
+                chunk.events.extend(next.events);
+                chunk.drained_at = chunk.drained_at.max(next.drained_at);
+            }
+            Err(_) => break,
+        }
+    }
+    chunk
 }
 
 async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Chunk>) {

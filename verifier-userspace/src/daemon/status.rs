@@ -17,6 +17,7 @@ impl Daemon {
                 "events_stored": self.intake.events_applied(),
                 "events_per_second": (self.intake.events_per_second() * 10.0).round() / 10.0,
                 "stored_through": format_time(self.intake.applied_through()),
+                "stored_through_ns": self.intake.applied_through(),
                 "failed_batches": self.intake.failed_batches(),
             },
             "store": self.store_status(),

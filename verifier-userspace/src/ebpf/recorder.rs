@@ -30,6 +30,10 @@ const EVENTS_MAP: &str = "EVENTS";
 const COUNTERS_MAP: &str = "COUNTERS";
 const PACKAGE_MANAGERS_MAP: &str = "PACKAGE_MANAGERS";
 const OFFSETS_GLOBAL: &str = "OFFSETS";
+const RING_WAKEUP_GLOBAL: &str = "RING_WAKEUP_BYTES";
+/// The kernel wakes the reader only once this fraction of the ring buffer is filled; below it
+/// the reader drains on its own timer (`intake`), so a busy host pays no wakeup per record.
+const RING_WAKEUP_DIVISOR: u32 = 8;
 /// The `iter/task_file` program listing files open for write.
 const OPEN_WRITERS_PROGRAM: &str = "task_file_writers";
 
@@ -148,6 +152,11 @@ impl Recorder {
         let offsets = kernel_layout::kernel_offsets(&btf)?;
         let mut ebpf = EbpfLoader::new()
             .override_global(OFFSETS_GLOBAL, &offsets, true)
+            .override_global(
+                RING_WAKEUP_GLOBAL,
+                &u64::from(ring_bytes / RING_WAKEUP_DIVISOR),
+                true,
+            )
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .load(OBJECT)
             .map_err(|e| RecorderError::Load(Box::new(e)))?;

@@ -25,8 +25,9 @@ use crate::{
 pub const DECODE_FAILURES: &str = "intake_decode";
 /// How often loss counters are checked while events keep flowing.
 const LOSS_CHECK_EVERY: Duration = Duration::from_millis(100);
-/// How long to wait for the ring buffer before checking counters anyway.
-const IDLE_WAIT: Duration = Duration::from_millis(250);
+/// How long to wait for the ring buffer before draining it anyway: the kernel wakes the reader
+/// only once a good part of the ring buffer is filled, so this bounds how late a record is read.
+const IDLE_WAIT: Duration = Duration::from_millis(25);
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn wall_clock_now() -> WallNanos {
@@ -119,12 +120,16 @@ impl EventStream {
         }
     }
 
-    /// Up to `max` events that are ready now, without waiting.
+    /// Up to `max` events that are ready now, without waiting. A short batch (fewer than `max`)
+    /// means the ring buffer was read until empty and the loss counters checked after that, so
+    /// every loss before the call is reported in it or earlier.
     pub fn try_next_batch(&mut self, max: usize) -> Vec<Event> {
         if self.pending.len() < max {
             self.drain();
         }
-        self.check_losses();
+        if self.pending.len() < max || self.last_check_instant.elapsed() >= LOSS_CHECK_EVERY {
+            self.check_losses();
+        }
         let take = self.pending.len().min(max);
         self.pending.drain(..take).collect()
     }

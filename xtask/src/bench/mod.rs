@@ -9,6 +9,7 @@
 mod ar;
 mod lock;
 mod packages;
+mod recorder;
 mod report;
 mod store;
 
@@ -70,6 +71,7 @@ const BENCHMARKS: &[Benchmark] = &[
     ("packages", bench_packages),
     ("store", store::run),
     ("ar", ar::run),
+    ("recorder", recorder::run),
 ];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.

@@ -11,7 +11,6 @@ pub struct Samples {
 }
 
 impl Samples {
-    #[allow(dead_code, reason = "for the benchmarks that time in-process")]
     pub fn from_durations(durations: &[Duration]) -> Self {
         Self {
             unit: "s",
