@@ -24,15 +24,16 @@ use crate::{
 const BATCH: usize = 8192;
 /// On a quiet host, how often the reader re-drains to mark that everything so far is stored.
 const IDLE_MARK_EVERY: Duration = Duration::from_millis(50);
-/// How often a waiting verdict looks at the intake's progress.
-const APPLIED_POLL: Duration = Duration::from_millis(10);
 /// The window over which the event rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// How far the intake has come; shared with verdicts and status.
 #[derive(Debug)]
 pub(crate) struct Progress {
-    applied_through: AtomicU64,
+    /// Every event recorded before this instant is stored; waiting verdicts watch it.
+    applied_through: tokio::sync::watch::Sender<WallNanos>,
+    /// A verdict is waiting: the reader drains the ring buffer now instead of at its next tick.
+    drain_now: tokio::sync::Notify,
     events_applied: AtomicU64,
     failed_batches: AtomicU64,
     rate: Mutex<Rate>,
@@ -48,7 +49,8 @@ struct Rate {
 impl Default for Progress {
     fn default() -> Self {
         Self {
-            applied_through: AtomicU64::new(0),
+            applied_through: tokio::sync::watch::Sender::new(0),
+            drain_now: tokio::sync::Notify::new(),
             events_applied: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             rate: Mutex::new(Rate {
@@ -61,20 +63,27 @@ impl Default for Progress {
 }
 
 impl Progress {
-    /// Waits until every event recorded before `time` is in the store; false on timeout.
+    /// Waits until every event recorded before `time` is in the store; false on timeout. Asks
+    /// the reader to drain at once, so on a quiet host the wait is one drain and one store
+    /// transaction, not the reader's idle tick.
     pub(crate) async fn wait_until_applied(&self, time: WallNanos, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.applied_through.load(Ordering::Acquire) < time {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(APPLIED_POLL).await;
+        let mut applied = self.applied_through.subscribe();
+        if *applied.borrow_and_update() >= time {
+            return true;
         }
-        true
+        self.drain_now.notify_one();
+        matches!(
+            tokio::time::timeout(timeout, applied.wait_for(|through| *through >= time)).await,
+            Ok(Ok(_))
+        )
     }
 
     fn mark_applied_through(&self, time: WallNanos) {
-        self.applied_through.fetch_max(time, Ordering::AcqRel);
+        self.applied_through.send_if_modified(|through| {
+            let advanced = time > *through;
+            *through = (*through).max(time);
+            advanced
+        });
     }
 
     fn count(&self, events: usize) {
@@ -105,7 +114,7 @@ impl Progress {
     }
 
     pub(crate) fn applied_through(&self) -> WallNanos {
-        self.applied_through.load(Ordering::Acquire)
+        *self.applied_through.borrow()
     }
 }
 
@@ -142,7 +151,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>, events: EventStream) {
         );
         return;
     }
-    read_ring(events, chunks).await;
+    read_ring(events, chunks, &daemon.intake).await;
     error!("the recorder's event stream ended: no further evidence is recorded");
     record_gap(
         &daemon,
@@ -186,7 +195,11 @@ fn coalesce(first: Chunk, queued: &mut tokio::sync::mpsc::Receiver<Chunk>) -> Ch
     chunk
 }
 
-async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Chunk>) {
+async fn read_ring(
+    mut events: EventStream,
+    chunks: tokio::sync::mpsc::Sender<Chunk>,
+    progress: &Progress,
+) {
     loop {
         let before_drain = wall_clock_now();
         let batch = events.try_next_batch(BATCH);
@@ -207,11 +220,15 @@ async fn read_ring(mut events: EventStream, chunks: tokio::sync::mpsc::Sender<Ch
         }
         if idle {
             // Wait for the next event, but not for long: on a quiet host the next drain marks
-            // the progress a verdict may be waiting for.
-            let first = match tokio::time::timeout(IDLE_MARK_EVERY, events.next()).await {
-                Ok(Some(first)) => first,
-                Ok(None) => return,
-                Err(_quiet) => continue,
+            // the progress a verdict may be waiting for, and a waiting verdict asks for it at
+            // once. (`next` is cancel-safe: records stay in the ring or its queue.)
+            let first = tokio::select! {
+                next = events.next() => match next {
+                    Some(first) => first,
+                    None => return,
+                },
+                () = progress.drain_now.notified() => continue,
+                () = tokio::time::sleep(IDLE_MARK_EVERY) => continue,
             };
             let chunk = Chunk {
                 events: vec![first],

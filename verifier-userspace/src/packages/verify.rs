@@ -517,31 +517,42 @@ fn reopen_for_reading(handle: &OwnedFd) -> io::Result<File> {
 /// regular file with every algorithm in `algos` in one read. Returns what was opened and the
 /// digests in the order of `algos` (none for anything but a regular file).
 pub fn hash_path(path: &Path, algos: &[DigestAlgo]) -> io::Result<(Observed, Vec<Vec<u8>>)> {
-    let handle = open_path(path)?;
-    let observed = fstat(&handle)?;
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut file = match open_readable(&name) {
+        Ok(file) => file,
+        // A symlink, socket or device: report what is there, hash nothing.
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+            return Ok((fstat(&open_path(&name)?)?, Vec::new()));
+        }
+        Err(error) => return Err(error),
+    };
+    let observed = fstat(&file)?;
     if observed.kind != FileKind::Regular {
         return Ok((observed, Vec::new()));
     }
-    let mut file = reopen_for_reading(&handle)?;
-    let reopened = fstat(&file)?;
-    if (reopened.dev, reopened.ino) != (observed.dev, observed.ino) {
-        return Err(io::Error::other("file changed while it was being hashed"));
-    }
-    let mut hashers: Vec<Hasher> = algos.iter().map(|&algo| Hasher::new(algo)).collect();
+    let mut hashers = algos
+        .iter()
+        .map(|&algo| Hasher::new(algo))
+        .collect::<io::Result<Vec<_>>>()?;
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => break,
             Ok(count) => {
                 for hasher in &mut hashers {
-                    hasher.update(&buffer[..count]);
+                    hasher.update(&buffer[..count])?;
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
     }
-    Ok((observed, hashers.into_iter().map(Hasher::finish).collect()))
+    let digests = hashers
+        .into_iter()
+        .map(Hasher::finish)
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok((observed, digests))
 }
 
 /// Hashes everything `reader` yields with `algo`, through one reused buffer per thread (a fresh
