@@ -9,13 +9,13 @@ use std::{
 };
 
 use super::{
-    BaselineEvidence, FileState, PackageEvidence, TransactionEnd, TransactionEvidence,
-    WriteEvidence,
+    BaselineEvidence, FileState, PackageEvidence, TakeoverEvidence, TransactionEnd,
+    TransactionEvidence, WriteEvidence,
 };
 use crate::{
     config::Config,
-    events::FileOp,
-    packages::{FileKind, PathVerification},
+    events::{FileOp, WallNanos},
+    packages::{FileKind, OwnershipChange, PathVerification},
     store::{
         Baseline, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, TransactionKey,
         TransactionRecord, format_time,
@@ -149,6 +149,7 @@ pub fn package_evidence(verification: &PathVerification) -> PackageEvidence {
         unsettled_state,
         is_conffile: verification.conffile(),
         mismatches,
+        takeovers: Vec::new(),
     }
 }
 
@@ -273,6 +274,17 @@ fn describe_incompleteness(incompleteness: &Incompleteness) -> String {
             "the file arrived from outside the watched roots at {} without a known history",
             format_time(*time)
         ),
+    }
+}
+
+/// A recorded ownership change, in the engine's terms.
+pub fn takeover_evidence(time: WallNanos, change: OwnershipChange) -> TakeoverEvidence {
+    TakeoverEvidence {
+        time: format_time(time),
+        previous_owner: change.previous_owner,
+        previous_name: change.previous_name,
+        new_owner: change.new_owner,
+        replaces_declared: change.replaces_declared,
     }
 }
 
