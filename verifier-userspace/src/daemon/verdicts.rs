@@ -153,9 +153,9 @@ impl Daemon {
                     .map(|(time, change)| takeover_evidence(time, change))
                     .collect();
             }
-            Err(error) => evidence
-                .incomplete
-                .push(format!("the recorded ownership changes could not be read: {error}")),
+            Err(error) => evidence.incomplete.push(format!(
+                "the recorded ownership changes could not be read: {error}"
+            )),
         }
     }
 

@@ -131,7 +131,10 @@ fn takeover_declared_with_replaces_succeeds() {
     let decision = decide_default(&evidence);
     assert_eq!(decision.outcome, Outcome::Succeeded, "{decision:?}");
     assert!(
-        decision.findings.iter().any(|f| f.contains("declares Replaces: old")),
+        decision
+            .findings
+            .iter()
+            .any(|f| f.contains("declares Replaces: old")),
         "{decision:?}"
     );
 }

@@ -620,7 +620,10 @@ mod tests {
     #[test]
     fn refresh_reports_a_file_taken_over_from_an_installed_package() {
         let dir = tempfile::tempdir().unwrap();
-        write_admindir(dir.path(), &[("old", "", &["/usr/bin/shared", "/usr/bin/old"])]);
+        write_admindir(
+            dir.path(),
+            &[("old", "", &["/usr/bin/shared", "/usr/bin/old"])],
+        );
         let mut index = load(dir.path());
         assert!(index.take_ownership_changes().is_empty());
         // What `dpkg -i --force-overwrite new.deb` leaves: the file moved to new's list.
