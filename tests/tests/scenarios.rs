@@ -702,6 +702,7 @@ fn ok01_install() {
     debs::install(&v1, &[]);
     let tool = verdict(&daemon, SyscheckEvent::Added, &pkg.tool);
     let conf = verdict(&daemon, SyscheckEvent::Added, &pkg.conf);
+    conffile.record(&conf.status, &conf.reason);
     program.check(&daemon, &tool, "written only by package transaction");
     conffile.check(&daemon, &conf, "written only by package transaction");
 }
@@ -728,6 +729,7 @@ fn transition(
     debs::install(&to, &["--force-confnew"]);
     let tool = verdict(&daemon, SyscheckEvent::Changed, &pkg.tool);
     let conf = verdict(&daemon, SyscheckEvent::Changed, &pkg.conf);
+    conffile.record(&conf.status, &conf.reason);
     program.check(&daemon, &tool, "written only by package transaction");
     conffile.check(&daemon, &conf, "written only by package transaction");
 }
@@ -782,6 +784,7 @@ fn ok05_removal() {
     debs::purge(&pkg.name);
     let tool = verdict(&daemon, SyscheckEvent::Deleted, &pkg.tool);
     let conf = verdict(&daemon, SyscheckEvent::Deleted, &pkg.conf);
+    conffile.record(&conf.status, &conf.reason);
     program.check(&daemon, &tool, "no installed package owns it any more");
     conffile.check(&daemon, &conf, "no installed package owns it any more");
 }
@@ -876,6 +879,7 @@ fn ok08_usr_merged() {
     debs::install(&v2, &[]);
     let first = verdict(&daemon, SyscheckEvent::Changed, &bin);
     let second = verdict(&daemon, SyscheckEvent::Changed, &usr);
+    via_usr.record(&second.status, &second.reason);
     via_bin.check(&daemon, &first, "written only by package transaction");
     // The first verdict made the file trusted again: the second is answered from that baseline.
     via_usr.check(&daemon, &second, "");
