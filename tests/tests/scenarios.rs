@@ -448,7 +448,9 @@ fn s06_truncate_keep_size_and_mtime() {
     let daemon = TestDaemon::start(NO_ENROLL);
     let before = fs::metadata(&pkg.tool).unwrap();
     let mut content = fs::read(&pkg.tool).unwrap();
-    content.iter_mut().rev().nth(1).map(|byte| *byte = b'X');
+    if let Some(byte) = content.iter_mut().rev().nth(1) {
+        *byte = b'X';
+    }
     let mut file = fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -513,8 +515,8 @@ fn s08_change_while_stopped() {
     scenario.check(&daemon, &verdict, "no complete evidence");
 }
 
-/// 9. Lost events, forced with the smallest ring buffer and a burst of file operations while dpkg
-/// upgrades the package.
+/// Scenario 9: lost events, forced with the smallest ring buffer and a burst of file operations
+/// while dpkg upgrades the package.
 #[test]
 fn s09_lost_events() {
     let mut scenario = Scenario::new(
@@ -597,8 +599,8 @@ fn s11_maintainer_script_outside_file_list() {
     scenario.check(&daemon, &verdict, "outside its package's file list");
 }
 
-/// 12. After a genuine upgrade, the file is swapped for a symlink to a copy with the package's
-/// content between the alert and the verification.
+/// Scenario 12: after a genuine upgrade, the file is swapped for a symlink to a copy with the
+/// package's content between the alert and the verification.
 #[test]
 fn s12_symlink_swapped_before_verification() {
     let mut scenario = Scenario::new(
