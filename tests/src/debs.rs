@@ -27,6 +27,8 @@ pub struct Deb {
     pub symlinks: Vec<(PathBuf, PathBuf)>,
     pub postinst: Option<String>,
     pub preinst: Option<String>,
+    /// Packages whose files this one may take over (`Replaces:`).
+    pub replaces: Vec<String>,
 }
 
 impl Deb {
@@ -38,6 +40,7 @@ impl Deb {
             symlinks: Vec::new(),
             postinst: None,
             preinst: None,
+            replaces: Vec::new(),
         }
     }
 
@@ -73,6 +76,17 @@ impl Deb {
 
     pub fn postinst(mut self, script: &str) -> Self {
         self.postinst = Some(script.to_owned());
+        self
+    }
+
+    pub fn preinst(mut self, script: &str) -> Self {
+        self.preinst = Some(script.to_owned());
+        self
+    }
+
+    /// Declares `Replaces: <package>`: this package may take over that package's files.
+    pub fn replaces(mut self, package: &str) -> Self {
+        self.replaces.push(package.to_owned());
         self
     }
 
@@ -120,9 +134,14 @@ impl Deb {
     }
 
     fn control(&self) -> String {
+        let replaces = if self.replaces.is_empty() {
+            String::new()
+        } else {
+            format!("Replaces: {}\n", self.replaces.join(", "))
+        };
         format!(
             "Package: {}\nVersion: {}\nArchitecture: all\nMaintainer: verifier tests <root@localhost>\n\
-             Description: throwaway package built by the verifier tests\n",
+             {replaces}Description: throwaway package built by the verifier tests\n",
             self.name, self.version
         )
     }

@@ -3,6 +3,7 @@ mod bench;
 mod build_ebpf;
 mod demo;
 mod process;
+mod scenarios;
 mod test;
 mod vm;
 
@@ -27,6 +28,8 @@ enum Task {
     Bench(bench::Options),
     /// Run the test binaries under stock Debian kernels in qemu and probe their BPF support.
     Vm(vm::Options),
+    /// Render the scenario suite's last results into the README's scenario table.
+    ScenariosTable(scenarios::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Task::Demo(options) => demo::run(&options),
         Task::Bench(options) => bench::run(&options),
         Task::Vm(options) => vm::run(&options),
+        Task::ScenariosTable(options) => scenarios::run(&options),
     }
 }

@@ -53,9 +53,21 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     let filter = options.filter.clone();
     step("unit tests", &mut || unit_tests(filter.as_deref()))?;
-    step("integration tests", &mut || {
+    // The scenario suite records each verdict even when an assertion fails: render the table
+    // before reporting the test run's result.
+    let suite_started = std::time::SystemTime::now();
+    let integration = step("integration tests", &mut || {
         integration_tests(filter.as_deref())
-    })?;
+    });
+    if crate::scenarios::results_written_since(suite_started) {
+        step("scenario table", &mut || {
+            crate::scenarios::run(&crate::scenarios::Options {
+                results: None,
+                readme: "README.md".into(),
+            })
+        })?;
+    }
+    integration?;
     if options.filter.is_none() && !options.no_vm {
         step("kernel matrix (qemu)", &mut kernel_matrix)?;
     }

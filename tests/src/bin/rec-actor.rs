@@ -172,9 +172,18 @@ fn io_uring() {
     unsafe { libc::close(fd as libc::c_int) };
 }
 
-/// Opens (creates) `dir/uring.txt` through an io_uring IORING_OP_OPENAT request: the raw ring
-/// protocol (setup, two mmaps, one SQE, io_uring_enter), no library.
+/// Opens (creates) `dir/uring.txt` through an io_uring IORING_OP_OPENAT request.
 fn io_uring_open(dir: &Path) {
+    io_uring_openat(&dir.join("uring.txt"), libc::O_CREAT | libc::O_WRONLY);
+    assert!(
+        dir.join("uring.txt").exists(),
+        "io_uring openat created the file"
+    );
+}
+
+/// Opens `path` with `flags` through an io_uring IORING_OP_OPENAT request: the raw ring protocol
+/// (setup, two mmaps, one SQE, io_uring_enter), no library.
+fn io_uring_openat(path: &Path, flags: libc::c_int) {
     const IORING_OFF_SQES: i64 = 0x1000_0000;
     const IORING_OP_OPENAT: u8 = 18;
     let mut params = [0u32; 30];
@@ -214,7 +223,7 @@ fn io_uring_open(dir: &Path) {
     };
     let ring = map(array_off + sq_entries * 4, 0);
     let sqes = map(sq_entries * 64, IORING_OFF_SQES);
-    let path = c(dir.join("uring.txt").as_os_str().as_bytes());
+    let path = c(path.as_os_str().as_bytes());
     // SAFETY: writes inside the mapped SQE array and SQ ring, at the offsets the kernel gave.
     unsafe {
         std::ptr::write_bytes(sqes, 0, 64);
@@ -222,7 +231,7 @@ fn io_uring_open(dir: &Path) {
         *sqes.add(4).cast::<i32>() = libc::AT_FDCWD;
         *sqes.add(16).cast::<u64>() = path.as_ptr() as u64;
         *sqes.add(24).cast::<u32>() = 0o644;
-        *sqes.add(28).cast::<u32>() = (libc::O_CREAT | libc::O_WRONLY) as u32;
+        *sqes.add(28).cast::<u32>() = flags as u32;
         let mask = *ring.add(mask_off).cast::<u32>();
         let tail = &*ring.add(tail_off).cast::<std::sync::atomic::AtomicU32>();
         let at = tail.load(std::sync::atomic::Ordering::Acquire);
@@ -237,10 +246,6 @@ fn io_uring_open(dir: &Path) {
         );
         libc::close(fd);
     }
-    assert!(
-        dir.join("uring.txt").exists(),
-        "io_uring openat created the file"
-    );
 }
 
 /// Renames its comm to "dpkg", then writes a file.
@@ -302,6 +307,9 @@ fn main() {
         "relative" => relative(dir),
         "iouring" => io_uring(),
         "iouring-open" => io_uring_open(dir),
+        // Truncates the file `<dir>` (a file path here) through io_uring: a change the syscall
+        // hooks cannot see.
+        "iouring-truncate" => io_uring_openat(dir, libc::O_WRONLY | libc::O_TRUNC),
         #[cfg(target_arch = "x86_64")]
         "compat" => compat(dir),
         "comm" => renamed_comm(dir),

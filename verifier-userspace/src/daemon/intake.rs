@@ -17,6 +17,7 @@ use super::{Daemon, verdicts};
 use crate::{
     events::{Event, WallNanos},
     intake::{EventStream, wall_clock_now},
+    packages::OwnershipChange,
     store::{GapKind, NewGap},
 };
 
@@ -259,14 +260,16 @@ fn apply(daemon: &Arc<Daemon>, batch: &[Event], runtime: &tokio::runtime::Handle
     let ended = ended_transactions(batch);
     if !ended.is_empty() {
         info!(transactions = ?ended, "package transactions ended");
-        refresh_index(daemon);
+        let takeovers = refresh_index(daemon);
+        record_ownership_changes(daemon, &takeovers);
         daemon.refresh_trusted_package_managers();
         runtime.spawn(verdicts::transactions_ended(Arc::clone(daemon), ended));
     }
 }
 
-/// The package databases changed: re-read what changed.
-fn refresh_index(daemon: &Daemon) {
+/// The package databases changed: re-read what changed. Returns the files that changed owner
+/// (paths canonical, as the kernel names them).
+fn refresh_index(daemon: &Daemon) -> Vec<OwnershipChange> {
     let started = Instant::now();
     let mut index = daemon
         .index
@@ -284,6 +287,39 @@ fn refresh_index(daemon: &Daemon) {
         ms = started.elapsed().as_millis(),
         "package index refreshed"
     );
+    let mut changes = index.take_ownership_changes();
+    for change in &mut changes {
+        change.path = index.usr_merge().canonical(&change.path);
+    }
+    changes
+}
+
+/// Stores each takeover so later verdicts on the file see it; a failure to store one is a gap.
+fn record_ownership_changes(daemon: &Daemon, changes: &[OwnershipChange]) {
+    let now = wall_clock_now();
+    for change in changes {
+        warn!(
+            path = %change.path.display(),
+            from = %change.previous_owner,
+            to = %change.new_owner,
+            replaces = change.replaces_declared,
+            "a package took over another package's file"
+        );
+        if let Err(error) = daemon.lock_store().record_ownership_change(now, change) {
+            error!(%error, ?change, "cannot record an ownership change");
+            record_gap(
+                daemon,
+                now,
+                Some(now),
+                GapKind::StoreFailure,
+                format!(
+                    "the takeover of {} by {} could not be stored: {error}",
+                    change.path.display(),
+                    change.new_owner
+                ),
+            );
+        }
+    }
 }
 
 fn ended_transactions(batch: &[Event]) -> Vec<u64> {

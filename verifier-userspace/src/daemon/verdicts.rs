@@ -19,7 +19,7 @@ use crate::{
         Decision, Evidence,
         gather::{
             alert_content, baseline_evidence, baseline_of, current_state, describe_gap,
-            kernel_path, package_evidence, provenance_evidence,
+            kernel_path, package_evidence, provenance_evidence, takeover_evidence,
         },
     },
     events::{FileId, WallNanos},
@@ -91,8 +91,9 @@ impl Daemon {
                 self.intake.failed_batches()
             ));
         }
-        self.gather_provenance(&path, &mut evidence);
+        let since = self.gather_provenance(&path, &mut evidence);
         let digest = self.gather_package(&path, &mut evidence);
+        self.gather_takeovers(&path, since, &mut evidence);
         evidence.alert_content = alert_content(&path, alert, evidence.current.as_ref());
         if current_state(&path) != evidence.current {
             evidence
@@ -113,8 +114,9 @@ impl Daemon {
         }
     }
 
-    /// Writers, transactions, gaps and baseline from the store.
-    fn gather_provenance(&self, path: &Path, evidence: &mut Evidence) {
+    /// Writers, transactions, gaps and baseline from the store. Returns the time from which the
+    /// history matters (0: since ever).
+    fn gather_provenance(&self, path: &Path, evidence: &mut Evidence) -> WallNanos {
         let current_id = evidence.current.as_ref().map(|state| FileId {
             dev: state.dev,
             ino: state.ino,
@@ -126,7 +128,7 @@ impl Daemon {
                 evidence
                     .incomplete
                     .push(format!("the provenance store could not be read: {error}"));
-                return;
+                return 0;
             }
         };
         let (writes, incomplete) =
@@ -145,6 +147,22 @@ impl Daemon {
             Err(error) => evidence
                 .incomplete
                 .push(format!("the recorded gaps could not be read: {error}")),
+        }
+        history.earliest_relevant
+    }
+
+    /// Packages that took the file over from another installed package since `since`.
+    fn gather_takeovers(&self, path: &Path, since: WallNanos, evidence: &mut Evidence) {
+        match self.lock_store().ownership_changes(path, since) {
+            Ok(changes) => {
+                evidence.package.takeovers = changes
+                    .into_iter()
+                    .map(|(time, change)| takeover_evidence(time, change))
+                    .collect();
+            }
+            Err(error) => evidence.incomplete.push(format!(
+                "the recorded ownership changes could not be read: {error}"
+            )),
         }
     }
 

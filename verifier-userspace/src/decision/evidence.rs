@@ -172,6 +172,36 @@ pub struct PackageEvidence {
     pub is_conffile: bool,
     /// Every way the file differs from its database entry.
     pub mismatches: Vec<String>,
+    /// Packages that took the file over from another installed package since it was last trusted.
+    pub takeovers: Vec<TakeoverEvidence>,
+}
+
+/// A file handed from one installed package to another by a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverEvidence {
+    pub time: String,
+    /// "name version arch" of the previous and the new owner.
+    pub previous_owner: String,
+    pub previous_name: String,
+    pub new_owner: String,
+    /// The new owner declares `Replaces:` on the previous one: a normal handover.
+    pub replaces_declared: bool,
+}
+
+impl fmt::Display for TakeoverEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} took it over from {}",
+            self.time, self.new_owner, self.previous_owner
+        )?;
+        if self.replaces_declared {
+            write!(f, " (declares Replaces: {})", self.previous_name)?;
+        } else {
+            write!(f, " without declaring Replaces: {}", self.previous_name)?;
+        }
+        Ok(())
+    }
 }
 
 impl PackageEvidence {

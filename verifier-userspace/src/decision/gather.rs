@@ -9,13 +9,15 @@ use std::{
 };
 
 use super::{
-    AlertContent, BaselineEvidence, FileState, PackageEvidence, TransactionEnd,
+    AlertContent, BaselineEvidence, FileState, PackageEvidence, TakeoverEvidence, TransactionEnd,
     TransactionEvidence, WriteEvidence,
 };
 use crate::{
     config::Config,
-    events::FileOp,
-    packages::{DigestAlgo, FileKind, PathVerification, to_hex, verify::hash_path},
+    events::{FileOp, WallNanos},
+    packages::{
+        DigestAlgo, FileKind, OwnershipChange, PathVerification, to_hex, verify::hash_path,
+    },
     protocol::{AlertRef, ChangeKind},
     store::{
         Baseline, FileHistory, Gap, HistoryEntry, HistoryStart, Incompleteness, TransactionKey,
@@ -203,6 +205,7 @@ pub fn package_evidence(verification: &PathVerification) -> PackageEvidence {
         unsettled_state,
         is_conffile: verification.conffile(),
         mismatches,
+        takeovers: Vec::new(),
     }
 }
 
@@ -327,6 +330,17 @@ fn describe_incompleteness(incompleteness: &Incompleteness) -> String {
             "the file arrived from outside the watched roots at {} without a known history",
             format_time(*time)
         ),
+    }
+}
+
+/// A recorded ownership change, in the engine's terms.
+pub fn takeover_evidence(time: WallNanos, change: OwnershipChange) -> TakeoverEvidence {
+    TakeoverEvidence {
+        time: format_time(time),
+        previous_owner: change.previous_owner,
+        previous_name: change.previous_name,
+        new_owner: change.new_owner,
+        replaces_declared: change.replaces_declared,
     }
 }
 

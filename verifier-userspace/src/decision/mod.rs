@@ -88,7 +88,7 @@ fn first_failure(
     if evidence.change != ChangeKind::Deleted {
         // A write by anything but the package manager decides on its own, gaps or not, and is
         // the most useful reason to give.
-        check_no_foreign_writer(&evidence.writes)?;
+        check_no_foreign_writer(&evidence.writes, &evidence.package)?;
     }
     check_evidence_complete(evidence, findings)?;
     if evidence.change == ChangeKind::Deleted {
@@ -103,7 +103,7 @@ fn first_failure(
     if evidence.writes.is_empty() {
         return untouched_since_baseline(evidence, current, findings);
     }
-    let transaction = check_writers(&evidence.writes, findings)?;
+    let transaction = check_writers(&evidence.writes, &evidence.package, findings)?;
     check_package_database(evidence, policy, findings)?;
     Ok(format!(
         "written only by package transaction {} ({}), which completed with status 0; matches {}",
@@ -123,14 +123,27 @@ fn check_self_critical(evidence: &Evidence) -> Result<(), Verdict> {
     }
 }
 
-/// Fails on the first write not made by a package manager itself (depth 0 of a transaction).
-fn check_no_foreign_writer(writes: &[WriteEvidence]) -> Result<(), Verdict> {
+/// Fails on the first write not made by a package manager itself (depth 0 of a transaction). A
+/// maintainer script or helper writing a path no installed package lists is named as such.
+fn check_no_foreign_writer(
+    writes: &[WriteEvidence],
+    package: &PackageEvidence,
+) -> Result<(), Verdict> {
     for write in writes {
         match &write.transaction {
             None => {
                 return Err(fail(format!(
                     "written by {} outside any package transaction",
                     write.describe_process()
+                )));
+            }
+            Some(transaction) if write.depth > 0 && package.owners.is_empty() => {
+                return Err(fail(format!(
+                    "written by {} at depth {} of transaction {} ({}): a maintainer script or helper wrote outside its package's file list (no installed package owns this path)",
+                    write.describe_process(),
+                    write.depth,
+                    transaction.id,
+                    transaction.describe_root()
                 )));
             }
             Some(transaction) if write.depth > 0 => {
@@ -177,7 +190,7 @@ fn check_deletion(evidence: &Evidence, findings: &mut Vec<String>) -> Result<Str
             fail("deleted, but no recorded process removed it (change predates monitoring?)")
         })?;
     // Earlier writes raised their own alerts; what is decided here is who removed the file.
-    let transaction = check_writers(std::slice::from_ref(removal), findings)?;
+    let transaction = check_writers(std::slice::from_ref(removal), &evidence.package, findings)?;
     if !evidence.package.owners.is_empty() {
         return Err(fail(format!(
             "deleted by transaction {}, but {} still owns it",
@@ -249,10 +262,11 @@ fn untouched_since_baseline(
 /// transaction that held the database lock. Returns that transaction.
 fn check_writers<'e>(
     writes: &'e [WriteEvidence],
+    package: &PackageEvidence,
     findings: &mut Vec<String>,
 ) -> Result<&'e TransactionEvidence, Verdict> {
     findings.extend(writes.iter().map(|write| format!("write: {write}")));
-    check_no_foreign_writer(writes)?;
+    check_no_foreign_writer(writes, package)?;
     let mut accepted: Option<&TransactionEvidence> = None;
     for transaction in writes.iter().filter_map(|write| write.transaction.as_ref()) {
         check_transaction(transaction)?;
@@ -309,6 +323,7 @@ fn check_package_database(
             package.describe_owners()
         )));
     }
+    check_takeovers(package, findings)?;
     if !package.mismatches.is_empty() {
         findings.extend(package.mismatches.iter().map(|m| format!("mismatch: {m}")));
         return Err(fail(format!(
@@ -334,6 +349,28 @@ fn check_package_database(
         findings.push("managed conffile under a sensitive prefix, accepted by policy".into());
     }
     Ok(())
+}
+
+/// A file handed from one installed package to another is a normal handover only when the new
+/// owner declares `Replaces:` on the old one; otherwise it was forced (`dpkg --force-overwrite`).
+fn check_takeovers(package: &PackageEvidence, findings: &mut Vec<String>) -> Result<(), Verdict> {
+    findings.extend(
+        package
+            .takeovers
+            .iter()
+            .map(|takeover| format!("ownership: {takeover}")),
+    );
+    match package
+        .takeovers
+        .iter()
+        .find(|takeover| !takeover.replaces_declared)
+    {
+        Some(forced) => Err(fail(format!(
+            "{} took this file over from {}, which is still installed, without declaring Replaces: {} (forced overwrite)",
+            forced.new_owner, forced.previous_owner, forced.previous_name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The always-alert prefix containing `path`, matching whole components.

@@ -94,6 +94,52 @@ fn maintainer_script_write_fails() {
 }
 
 #[test]
+fn maintainer_script_writing_outside_any_file_list_is_named() {
+    let mut evidence = genuine_upgrade();
+    evidence.writes = vec![write_by(Some(completed_transaction(1)), 1)];
+    evidence.package.owners.clear();
+    assert_failed(
+        &decide_default(&evidence),
+        "a maintainer script or helper wrote outside its package's file list",
+    );
+}
+
+fn takeover(replaces_declared: bool) -> TakeoverEvidence {
+    TakeoverEvidence {
+        time: "t3".into(),
+        previous_owner: "old 1.0 all".into(),
+        previous_name: "old".into(),
+        new_owner: "tool 2.0 amd64".into(),
+        replaces_declared,
+    }
+}
+
+#[test]
+fn forced_takeover_of_another_packages_file_fails() {
+    let mut evidence = genuine_upgrade();
+    evidence.package.takeovers = vec![takeover(false)];
+    assert_failed(
+        &decide_default(&evidence),
+        "without declaring Replaces: old",
+    );
+}
+
+#[test]
+fn takeover_declared_with_replaces_succeeds() {
+    let mut evidence = genuine_upgrade();
+    evidence.package.takeovers = vec![takeover(true)];
+    let decision = decide_default(&evidence);
+    assert_eq!(decision.outcome, Outcome::Succeeded, "{decision:?}");
+    assert!(
+        decision
+            .findings
+            .iter()
+            .any(|f| f.contains("declares Replaces: old")),
+        "{decision:?}"
+    );
+}
+
+#[test]
 fn running_transaction_defers() {
     let mut evidence = genuine_upgrade();
     let mut running = completed_transaction(9);

@@ -214,6 +214,7 @@ impl DpkgDb {
                 arch: record.arch.clone(),
                 state: record.state,
                 reinstall_required: record.reinstall_required,
+                replaces: record.replaces.clone(),
             });
             let info = self.read_info(record, &mut errors, &mut previous);
             push_package_entries(record, &package, &info, &diversions_by_from, &mut entries);

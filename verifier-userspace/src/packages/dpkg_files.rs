@@ -30,6 +30,8 @@ pub struct StatusRecord {
     pub reinstall_required: bool,
     pub multi_arch_same: bool,
     pub conffiles: Vec<Conffile>,
+    /// Package names in `Replaces:` (version constraints and architecture qualifiers dropped).
+    pub replaces: Vec<String>,
     /// Line of the stanza's first field.
     pub line: usize,
 }
@@ -109,6 +111,7 @@ struct StanzaBuilder {
     arch: Option<String>,
     status: Option<(usize, String)>,
     multi_arch_same: bool,
+    replaces: Vec<String>,
     in_conffiles: bool,
     conffiles: Vec<(usize, Vec<u8>)>,
     broken: bool,
@@ -124,6 +127,7 @@ impl StanzaBuilder {
             b"architecture" => self.arch = Some(text(value)),
             b"status" => self.status = Some((line_number, text(value))),
             b"multi-arch" => self.multi_arch_same = value == b"same",
+            b"replaces" => self.replaces = parse_relation_names(value),
             b"conffiles" => {
                 self.in_conffiles = true;
                 if !value.is_empty() {
@@ -214,9 +218,25 @@ impl StanzaBuilder {
             reinstall_required: flag == "reinstreq",
             multi_arch_same: stanza.multi_arch_same,
             conffiles,
+            replaces: stanza.replaces,
             line: first_line,
         });
     }
+}
+
+/// The package names of a relationship field such as `Replaces: a (<< 2), b:any | c`: each name
+/// without its version constraint or architecture qualifier.
+fn parse_relation_names(value: &[u8]) -> Vec<String> {
+    text(value)
+        .split([',', '|'])
+        .filter_map(|relation| {
+            let name = relation
+                .trim()
+                .split(|c: char| c == '(' || c == ':' || c.is_whitespace())
+                .next()?;
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .collect()
 }
 
 /// ` /etc/foo.conf <md5|newconffile> [obsolete] [remove-on-upgrade]`: the path may contain
@@ -444,6 +464,16 @@ Architecture: all
 
     fn status(bytes: &[u8]) -> (Vec<StatusRecord>, Vec<DbError>) {
         parse_status(Path::new("status"), bytes)
+    }
+
+    #[test]
+    fn replaces_names_without_versions_or_arch() {
+        let (records, errors) = status(
+            b"Package: new\nStatus: install ok installed\nVersion: 1\n\
+              Replaces: old (<< 2.0), other:any,third\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(records[0].replaces, ["old", "other", "third"]);
     }
 
     #[test]

@@ -228,6 +228,24 @@ pub struct PackageIndex {
     path_hasher: RandomState,
     packages: Vec<Arc<PackageInfo>>,
     stats: IndexStats,
+    /// Files that changed owner in the last refresh (see [`OwnershipChange`]).
+    ownership_changes: Vec<OwnershipChange>,
+}
+
+/// A file that a package took over from another package which is still installed but no longer
+/// lists it: what `dpkg -i` does with `Replaces:`, or without it under `--force-overwrite`. Only
+/// the refresh at the end of a transaction knows both owners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnershipChange {
+    /// The file, as the new owner lists it.
+    pub path: PathBuf,
+    /// "name version arch" of the package that owned it before.
+    pub previous_owner: String,
+    pub previous_name: String,
+    /// "name version arch" of the package that owns it now.
+    pub new_owner: String,
+    /// The new owner declares `Replaces:` on the previous one.
+    pub replaces_declared: bool,
 }
 
 impl PackageIndex {
@@ -258,6 +276,7 @@ impl PackageIndex {
             path_hasher: RandomState::new(),
             packages: Vec::new(),
             stats: IndexStats::default(),
+            ownership_changes: Vec::new(),
         };
         let errors = index.rebuild()?;
         index.stats.build_time = started.elapsed();
@@ -336,6 +355,10 @@ impl PackageIndex {
                 }
             }
         }
+        if !self.entries.is_empty() {
+            let changes = self.ownership_changes_to(&entries, &by_path, &packages);
+            self.ownership_changes.extend(changes);
+        }
         self.entries = entries;
         self.by_path = by_path;
         self.packages = packages;
@@ -351,6 +374,67 @@ impl PackageIndex {
         self.stats.last_parsed_files = parsed;
         self.stats.approx_memory_bytes = self.approx_memory();
         Ok(errors)
+    }
+
+    /// Regular dpkg files whose owner in the new index (`entries`, `by_path`) differs from this
+    /// index while the previous owner is still installed: a takeover, with or without `Replaces:`.
+    /// Symlinks and directories carry no digest in dpkg's database and are not compared.
+    fn ownership_changes_to(
+        &self,
+        entries: &[FileEntry],
+        by_path: &HashMap<u64, Owners>,
+        packages: &[Arc<PackageInfo>],
+    ) -> Vec<OwnershipChange> {
+        let installed = |name: &str| {
+            packages
+                .iter()
+                .any(|package| package.db == DbKind::Dpkg && package.name == name)
+        };
+        let mut changes = Vec::new();
+        for entry in entries
+            .iter()
+            .filter(|entry| entry.package.db == DbKind::Dpkg && entry.digest.is_some())
+        {
+            let canonical = self.usr_merge.canonical(&entry.path);
+            let key = self.path_key(&canonical);
+            let Some(previous) = self.by_path.get(&key) else {
+                continue;
+            };
+            let owners_now: Vec<&str> = by_path
+                .get(&key)
+                .map_or(&[][..], Owners::as_slice)
+                .iter()
+                .filter_map(|number| entries.get(*number as usize))
+                .filter(|other| self.usr_merge.canonical(&other.path) == canonical)
+                .map(|other| other.package.name.as_str())
+                .collect();
+            for old in previous
+                .as_slice()
+                .iter()
+                .filter_map(|number| self.entries.get(*number as usize))
+                .filter(|old| {
+                    old.package.db == DbKind::Dpkg
+                        && old.package.name != entry.package.name
+                        && !owners_now.contains(&old.package.name.as_str())
+                        && self.usr_merge.canonical(&old.path) == canonical
+                        && installed(&old.package.name)
+                })
+            {
+                changes.push(OwnershipChange {
+                    path: entry.path.clone(),
+                    previous_owner: old.package.to_string(),
+                    previous_name: old.package.name.clone(),
+                    new_owner: entry.package.to_string(),
+                    replaces_declared: entry.package.replaces.contains(&old.package.name),
+                });
+            }
+        }
+        changes
+    }
+
+    /// The ownership changes found by refreshes since the last call.
+    pub fn take_ownership_changes(&mut self) -> Vec<OwnershipChange> {
+        std::mem::take(&mut self.ownership_changes)
     }
 
     fn approx_memory(&self) -> usize {
@@ -539,6 +623,92 @@ fn release_free_heap() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dpkg admin directory with the packages given as (name, replaces, files).
+    fn write_admindir(dir: &Path, packages: &[(&str, &str, &[&str])]) {
+        fs::create_dir_all(dir.join("info")).unwrap();
+        let mut status = String::new();
+        for (name, replaces, files) in packages {
+            status.push_str(&format!(
+                "Package: {name}\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n"
+            ));
+            if !replaces.is_empty() {
+                status.push_str(&format!("Replaces: {replaces}\n"));
+            }
+            status.push('\n');
+            let list: String = files.iter().map(|file| format!("{file}\n")).collect();
+            fs::write(dir.join(format!("info/{name}.list")), list).unwrap();
+            let sums: String = files
+                .iter()
+                .map(|file| format!("{:032x}  {}\n", 7, &file[1..]))
+                .collect();
+            fs::write(dir.join(format!("info/{name}.md5sums")), sums).unwrap();
+        }
+        fs::write(dir.join("status"), status).unwrap();
+    }
+
+    fn load(dir: &Path) -> PackageIndex {
+        let config = PackagesConfig {
+            dpkg_admindir: Some(dir.to_owned()),
+            rpm_dbpath: None,
+            rpm_enabled: false,
+        };
+        PackageIndex::load(&config).unwrap().0
+    }
+
+    #[test]
+    fn refresh_reports_a_file_taken_over_from_an_installed_package() {
+        let dir = tempfile::tempdir().unwrap();
+        write_admindir(
+            dir.path(),
+            &[("old", "", &["/usr/bin/shared", "/usr/bin/old"])],
+        );
+        let mut index = load(dir.path());
+        assert!(index.take_ownership_changes().is_empty());
+        // What `dpkg -i --force-overwrite new.deb` leaves: the file moved to new's list.
+        write_admindir(
+            dir.path(),
+            &[
+                ("old", "", &["/usr/bin/old"]),
+                ("new", "", &["/usr/bin/shared"]),
+                ("handover", "old (<< 2)", &[]),
+            ],
+        );
+        index.refresh().unwrap();
+        let changes = index.take_ownership_changes();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].path, PathBuf::from("/usr/bin/shared"));
+        assert_eq!(changes[0].previous_name, "old");
+        assert!(changes[0].new_owner.starts_with("new "));
+        assert!(!changes[0].replaces_declared);
+        assert!(index.take_ownership_changes().is_empty());
+    }
+
+    #[test]
+    fn refresh_notes_replaces_and_ignores_removed_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        write_admindir(
+            dir.path(),
+            &[
+                ("old", "", &["/usr/bin/a", "/usr/bin/keep"]),
+                ("gone", "", &["/usr/bin/b"]),
+            ],
+        );
+        let mut index = load(dir.path());
+        write_admindir(
+            dir.path(),
+            &[
+                ("old", "", &["/usr/bin/keep"]),
+                ("new", "old (<< 2.0)", &["/usr/bin/a", "/usr/bin/b"]),
+            ],
+        );
+        index.refresh().unwrap();
+        let changes = index.take_ownership_changes();
+        // /usr/bin/b's previous owner was removed: a plain removal and install, not a takeover.
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].path, PathBuf::from("/usr/bin/a"));
+        assert!(changes[0].replaces_declared);
+    }
 
     #[test]
     fn usr_merge_maps_aliases_and_normalises() {

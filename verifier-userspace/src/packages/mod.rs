@@ -21,7 +21,7 @@ use std::{fmt, path::PathBuf, sync::Arc};
 
 use serde::Serialize;
 
-pub use index::{IndexStats, PackageIndex, PathVerification};
+pub use index::{IndexStats, OwnershipChange, PackageIndex, PathVerification};
 pub use verify::{Mismatch, VerifyOutcome, verify_file};
 
 /// Which package database an entry comes from.
@@ -102,6 +102,8 @@ pub struct PackageInfo {
     pub state: PackageState,
     /// dpkg's `reinstreq` flag: the package is broken and must be reinstalled.
     pub reinstall_required: bool,
+    /// Packages whose files this one may take over (dpkg `Replaces:`; empty for rpm).
+    pub replaces: Vec<String>,
 }
 
 impl fmt::Display for PackageInfo {

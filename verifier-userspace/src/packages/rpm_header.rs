@@ -314,6 +314,7 @@ pub fn read_package(blob: &[u8]) -> Result<RpmPackage, HeaderError> {
         arch: lossy(arch),
         state: PackageState::Installed,
         reinstall_required: false,
+        replaces: Vec::new(),
     });
     let files = read_files(&header, &info)?;
     Ok(RpmPackage { info, files })

@@ -1,7 +1,7 @@
 //! Transactions, gaps, baselines, verdicts, pending requests and statistics: the store's
 //! records other than file histories.
 
-use std::path::Path;
+use std::{os::unix::ffi::OsStringExt as _, path::Path};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     events::{FileId, WallNanos},
+    packages::OwnershipChange,
     protocol::Outcome,
 };
 
@@ -169,6 +170,56 @@ impl Store {
     pub fn record_gap(&mut self, gap: &NewGap) -> Result<i64, StoreError> {
         let (connection, _) = self.writer()?;
         insert_gap(connection, gap, None)
+    }
+
+    /// Records that a package took `change.path` over from another installed package.
+    pub fn record_ownership_change(
+        &mut self,
+        time: WallNanos,
+        change: &OwnershipChange,
+    ) -> Result<i64, StoreError> {
+        let (connection, _) = self.writer()?;
+        connection.execute(
+            "INSERT INTO ownership_changes \
+             (time, path, previous_owner, previous_name, new_owner, replaces_declared) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                to_sql(time),
+                path_bytes(&change.path),
+                change.previous_owner,
+                change.previous_name,
+                change.new_owner,
+                change.replaces_declared
+            ],
+        )?;
+        Ok(connection.last_insert_rowid())
+    }
+
+    /// The ownership changes of `path` recorded at or after `since`, oldest first.
+    pub fn ownership_changes(
+        &self,
+        path: &Path,
+        since: WallNanos,
+    ) -> Result<Vec<(WallNanos, OwnershipChange)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT time, path, previous_owner, previous_name, new_owner, replaces_declared \
+             FROM ownership_changes WHERE path = ?1 AND time >= ?2 ORDER BY time, id",
+        )?;
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![path_bytes(path), since], |row| {
+            let path: Vec<u8> = row.get(1)?;
+            Ok((
+                from_sql(row.get(0)?),
+                OwnershipChange {
+                    path: std::path::PathBuf::from(std::ffi::OsString::from_vec(path)),
+                    previous_owner: row.get(2)?,
+                    previous_name: row.get(3)?,
+                    new_owner: row.get(4)?,
+                    replaces_declared: row.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The baseline of a path, if it was ever trusted.

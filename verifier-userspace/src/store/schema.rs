@@ -157,6 +157,19 @@ CREATE TABLE pending (
     request TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Version 2: files a package took over from another, still installed, package.
+    r#"
+CREATE TABLE ownership_changes (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    previous_owner TEXT NOT NULL,
+    previous_name TEXT NOT NULL,
+    new_owner TEXT NOT NULL,
+    replaces_declared INTEGER NOT NULL
+);
+CREATE INDEX ownership_changes_path ON ownership_changes(path, time);
+"#,
 ];
 
 /// The schema version this build writes.
