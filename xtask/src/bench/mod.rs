@@ -4,6 +4,7 @@
 mod packages;
 mod report;
 mod store;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,11 @@ type Benchmark = (
 );
 
 /// The benchmarks, in report order.
-const BENCHMARKS: &[Benchmark] = &[("packages", bench_packages), ("store", store::run)];
+const BENCHMARKS: &[Benchmark] = &[
+    ("packages", bench_packages),
+    ("store", store::run),
+    ("recorder-backends-vm", vm::run),
+];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.
 fn bench_packages(_options: &Options, report: &mut Report) -> anyhow::Result<()> {
