@@ -64,8 +64,8 @@ pub struct KernelOffsets {
     pub file_flags: u32,
     pub dentry_sb: u32,
     pub sb_root: u32,
-    pub sb_mounts: u32,
-    pub mount_instance: u32,
+    pub fs_root: u32,
+    pub vfsmount_sb: u32,
     pub iattr_valid: u32,
     /// Argument positions of LSM hooks whose parameter lists changed across kernels (from the
     /// `bpf_lsm_<hook>` prototypes in BTF).
@@ -134,8 +134,8 @@ impl KernelOffsets {
         file_flags: 0,
         dentry_sb: 0,
         sb_root: 0,
-        sb_mounts: 0,
-        mount_instance: 0,
+        fs_root: 0,
+        vfsmount_sb: 0,
         iattr_valid: 0,
         lsm_setattr_dentry: 0,
         lsm_setattr_attr: 0,

@@ -13,7 +13,7 @@ use verifier_common::{
 };
 
 use crate::{
-    emit::{Count, count, fill_header, submit},
+    emit::{Count, count, current_task, fill_header, submit},
     kernel::{off, offsets_ready, read_ptr, read_u32},
     maps::{PATH_SCRATCH, RECORD_SCRATCH},
     path::{Request, assemble, copy_into, verbatim_kernel_request},
@@ -57,7 +57,7 @@ enum Path {
         dir: u64,
         dentry: u64,
     },
-    /// A dentry alone: the mount is the superblock's first one (see [`superblock_mount`]).
+    /// A dentry alone: the mount is the acting task's (see [`task_mount_for`]).
     Dentry(u64),
     /// A kernel string kept verbatim (a symlink's text).
     Text(u64),
@@ -291,22 +291,26 @@ fn simple(op: u32, flags: u64, path: Path) -> Report {
     }
 }
 
-/// The mount a dentry-only hook's path is walked under: the superblock's first mount, and
-/// whether the path is in doubt (that mount shows a subtree, not the filesystem's root, so the
-/// dentry may not be under it).
+/// The mount a dentry-only hook's path is walked under: the acting task's root mount when the
+/// dentry is on its filesystem, else its cwd's; and whether the path is in doubt (the dentry is
+/// on neither, or that mount shows a subtree rather than the filesystem's root, so the dentry may
+/// not be under it).
 #[inline(always)]
-fn superblock_mount(dentry: u64) -> Option<(u64, bool)> {
+fn task_mount_for(dentry: u64) -> Option<(u64, bool)> {
     let sb = read_ptr(dentry + off!(dentry_sb))?;
-    let head = sb + off!(sb_mounts);
-    let first = read_ptr(head)?;
-    if first == head {
-        return None;
-    }
-    let mount = first - off!(mount_instance);
-    let vfsmnt = mount + off!(mount_mnt);
-    let mnt_root = read_ptr(vfsmnt + off!(vfsmount_mnt_root))?;
+    let fs = read_ptr(current_task() + off!(task_fs))?;
+    let root_mnt = read_ptr(fs + off!(fs_root) + off!(path_mnt))?;
+    let pwd_mnt = read_ptr(fs + off!(fs_pwd) + off!(path_mnt))?;
+    let (mnt, found) = if read_ptr(root_mnt + off!(vfsmount_sb)) == Some(sb) {
+        (root_mnt, true)
+    } else if read_ptr(pwd_mnt + off!(vfsmount_sb)) == Some(sb) {
+        (pwd_mnt, true)
+    } else {
+        (root_mnt, false)
+    };
+    let mnt_root = read_ptr(mnt + off!(vfsmount_mnt_root))?;
     let sb_root = read_ptr(sb + off!(sb_root))?;
-    Some((vfsmnt, mnt_root != sb_root))
+    Some((mnt, !found || mnt_root != sb_root))
 }
 
 /// The request for one path, and whether it is in doubt.
@@ -320,7 +324,7 @@ fn request(scratch: *mut u8, path: Path) -> (Request, bool) {
             Some(mnt) => (Request::dentry(dentry, mnt), false),
             None => (Request::NONE, false),
         },
-        Path::Dentry(dentry) => match superblock_mount(dentry) {
+        Path::Dentry(dentry) => match task_mount_for(dentry) {
             Some((mnt, doubt)) => (Request::dentry(dentry, mnt), doubt),
             None => (Request::NONE, false),
         },

@@ -267,8 +267,8 @@ const LSM_FIELDS: [(&str, &str); 6] = [
     ("file", "f_flags"),
     ("dentry", "d_sb"),
     ("super_block", "s_root"),
-    ("super_block", "s_mounts"),
-    ("mount", "mnt_instance"),
+    ("fs_struct", "root"),
+    ("vfsmount", "mnt_sb"),
     ("iattr", "ia_valid"),
 ];
 const LSM_PARAMETERS: [(&str, &str); 4] = [
@@ -355,8 +355,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         file_flags: lsm_field("file", "f_flags"),
         dentry_sb: lsm_field("dentry", "d_sb"),
         sb_root: lsm_field("super_block", "s_root"),
-        sb_mounts: lsm_field("super_block", "s_mounts"),
-        mount_instance: lsm_field("mount", "mnt_instance"),
+        fs_root: lsm_field("fs_struct", "root"),
+        vfsmount_sb: lsm_field("vfsmount", "mnt_sb"),
         iattr_valid: lsm_field("iattr", "ia_valid"),
         lsm_setattr_dentry: lsm_param("bpf_lsm_inode_setattr", "dentry"),
         lsm_setattr_attr: lsm_param("bpf_lsm_inode_setattr", "attr"),
