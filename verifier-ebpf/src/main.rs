@@ -124,6 +124,12 @@ pub fn lsm_inode_setattr(ctx: LsmContext) -> i32 {
     run(hooks::on_inode_setattr(&ctx))
 }
 
+/// `inode_setattr` with the older parameter list (no idmap); userspace loads one of the two.
+#[lsm(hook = "inode_setattr")]
+pub fn lsm_inode_setattr_2(ctx: LsmContext) -> i32 {
+    run(hooks::on_inode_setattr_2(&ctx))
+}
+
 /// `iter/task_file`: files open for write (no aya-ebpf macro exists for iterators; this is what
 /// the macros generate for other program types).
 #[unsafe(no_mangle)]

@@ -63,17 +63,6 @@ enum Path {
     Text(u64),
 }
 
-/// The argument at a position only known at load time (`OFFSETS`, a frozen read-only map, so the
-/// kernel verifier sees a constant and checks only the branch taken).
-#[inline(always)]
-fn arg_at(ctx: &LsmContext, index: u64) -> u64 {
-    match index {
-        0 => ctx.arg(0),
-        1 => ctx.arg(1),
-        _ => ctx.arg(2),
-    }
-}
-
 /// `file_open(struct file *file)`: opens with write access, O_CREAT or O_TRUNC.
 pub fn on_file_open(ctx: &LsmContext) -> Option<()> {
     let program = ProgramId::LsmFileOpen;
@@ -237,32 +226,42 @@ pub fn on_path_chown(ctx: &LsmContext) -> Option<()> {
     )
 }
 
-/// `inode_setxattr(<idmap>, struct dentry *dentry, const char *name, ...)`.
+/// `inode_setxattr(<idmap or mnt_userns>, struct dentry *dentry, const char *name, ...)` (5.12+).
 pub fn on_inode_setxattr(ctx: &LsmContext) -> Option<()> {
     ready()?;
-    let dentry = arg_at(ctx, off!(lsm_setxattr_dentry));
+    let dentry: u64 = ctx.arg(1);
     emit(
         ProgramId::LsmInodeSetxattr,
         &simple(file_op::SET_XATTR, 0, Path::Dentry(dentry)),
     )
 }
 
-/// `inode_removexattr(<idmap>, struct dentry *dentry, const char *name)`.
+/// `inode_removexattr(<idmap or mnt_userns>, struct dentry *dentry, const char *name)` (5.12+).
 pub fn on_inode_removexattr(ctx: &LsmContext) -> Option<()> {
     ready()?;
-    let dentry = arg_at(ctx, off!(lsm_removexattr_dentry));
+    let dentry: u64 = ctx.arg(1);
     emit(
         ProgramId::LsmInodeRemovexattr,
         &simple(file_op::REMOVE_XATTR, 0, Path::Dentry(dentry)),
     )
 }
 
-/// `inode_setattr([idmap,] struct dentry *dentry, struct iattr *attr)`: only time changes
-/// (utimes family); mode, owner and size changes come from the `path_*` hooks.
+/// `inode_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)` (6.10+;
+/// the kernel verifier refuses a context read at a position it cannot prove, so kernels with the
+/// older two-parameter hook get [`on_inode_setattr_2`], chosen by userspace from BTF).
 pub fn on_inode_setattr(ctx: &LsmContext) -> Option<()> {
+    setattr(ctx.arg(1), ctx.arg(2))
+}
+
+/// `inode_setattr(struct dentry *dentry, struct iattr *attr)` (before 6.10).
+pub fn on_inode_setattr_2(ctx: &LsmContext) -> Option<()> {
+    setattr(ctx.arg(0), ctx.arg(1))
+}
+
+/// Only time changes (utimes family); mode, owner and size changes come from the `path_*` hooks.
+#[inline(always)]
+fn setattr(dentry: u64, attr: u64) -> Option<()> {
     ready()?;
-    let dentry = arg_at(ctx, off!(lsm_setattr_dentry));
-    let attr = arg_at(ctx, off!(lsm_setattr_attr));
     let valid = read_u32(attr + off!(iattr_valid))?;
     if valid & (ATTR_ATIME | ATTR_MTIME) == 0
         || valid & (ATTR_MODE | ATTR_UID | ATTR_GID | ATTR_SIZE) != 0

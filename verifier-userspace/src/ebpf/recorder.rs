@@ -172,7 +172,7 @@ impl Recorder {
             .map_err(|e| RecorderError::Load(Box::new(aya::EbpfError::BtfError(e))))?;
         let mut attached = Vec::new();
         for spec in backend::PROCESS_PROGRAMS {
-            attached.push(attach(&mut ebpf, spec, &kernel_btf)?);
+            attached.push(attach(&mut ebpf, spec, spec.id.name(), &kernel_btf)?);
         }
         let io_uring = kernel_layout::has_io_uring(btf);
         if chosen == ActiveBackend::Tracepoint && !io_uring {
@@ -194,7 +194,7 @@ impl Recorder {
                 );
                 continue;
             }
-            match attach(&mut ebpf, spec, &kernel_btf) {
+            match attach(&mut ebpf, spec, program_symbol(spec, btf), &kernel_btf) {
                 Ok(info) => attached.push(info),
                 Err(error) => {
                     skipped.push(spec.id);
@@ -410,14 +410,25 @@ fn load_tracepoint(
     Err(program_error(name, error))
 }
 
-/// Loads and attaches one program.
+/// The object's symbol for a program: `inode_setattr` has a variant for kernels whose hook has
+/// no idmap parameter (before 6.10), as the kernel's BTF says.
+fn program_symbol(spec: &ProgramSpec, btf: &KernelBtf) -> &'static str {
+    if spec.id == ProgramId::LsmInodeSetattr
+        && btf.parameter_index("bpf_lsm_inode_setattr", "dentry").ok() == Some(0)
+    {
+        return "lsm_inode_setattr_2";
+    }
+    spec.id.name()
+}
+
+/// Loads and attaches one program (`name`: its symbol in the object).
 fn attach(
     ebpf: &mut Ebpf,
     spec: &ProgramSpec,
+    name: &'static str,
     btf: &aya::Btf,
 ) -> Result<ProgramInfo, RecorderError> {
     let started = Instant::now();
-    let name = spec.id.name();
     let program = ebpf
         .program_mut(name)
         .ok_or(RecorderError::MissingProgram(name))?;
