@@ -37,7 +37,17 @@ const MATRIX_BACKENDS: &[&str] = &["lsm", "tracepoint"];
 fn kernel_matrix() -> anyhow::Result<()> {
     let mut command = cargo();
     command.args([
-        "xtask", "vm", "--kernel", "6.1", "--kernel", "6.12", "--test", "recorder",
+        "xtask",
+        "vm",
+        "--kernel",
+        "6.1",
+        "--kernel",
+        "6.12",
+        "--test",
+        "recorder",
+        // Two backends per boot: twice the tests of one (600 s was exceeded on 6.12).
+        "--timeout",
+        "1500",
     ]);
     for backend in MATRIX_BACKENDS {
         command.args(["--backend", backend]);
