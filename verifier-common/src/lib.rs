@@ -68,10 +68,28 @@ pub enum ProgramId {
     SysExit = 4,
     IoUringCreate = 5,
     IoUringSubmit = 6,
+    LsmFileOpen = 7,
+    LsmFileTruncate = 8,
+    LsmPathTruncate = 9,
+    LsmPathRename = 10,
+    LsmPathUnlink = 11,
+    LsmPathRmdir = 12,
+    LsmPathLink = 13,
+    LsmPathSymlink = 14,
+    LsmPathMknod = 15,
+    LsmPathChmod = 16,
+    LsmPathChown = 17,
+    LsmInodeSetxattr = 18,
+    LsmInodeRemovexattr = 19,
+    LsmInodeSetattr = 20,
 }
 
 /// Number of [`ProgramId`]s (size of the counters map).
-pub const PROGRAM_COUNT: u32 = 7;
+pub const PROGRAM_COUNT: u32 = 21;
+
+/// `FileRecord::syscall` of records from the LSM backend: the hook runs before the operation, so
+/// the record is an attempt that passed the earlier permission checks (see the README).
+pub const SYSCALL_NONE_LSM: u32 = u32::MAX;
 
 impl ProgramId {
     pub const ALL: [ProgramId; PROGRAM_COUNT as usize] = [
@@ -82,6 +100,20 @@ impl ProgramId {
         ProgramId::SysExit,
         ProgramId::IoUringCreate,
         ProgramId::IoUringSubmit,
+        ProgramId::LsmFileOpen,
+        ProgramId::LsmFileTruncate,
+        ProgramId::LsmPathTruncate,
+        ProgramId::LsmPathRename,
+        ProgramId::LsmPathUnlink,
+        ProgramId::LsmPathRmdir,
+        ProgramId::LsmPathLink,
+        ProgramId::LsmPathSymlink,
+        ProgramId::LsmPathMknod,
+        ProgramId::LsmPathChmod,
+        ProgramId::LsmPathChown,
+        ProgramId::LsmInodeSetxattr,
+        ProgramId::LsmInodeRemovexattr,
+        ProgramId::LsmInodeSetattr,
     ];
 
     /// The program's symbol name in the object (what userspace attaches by).
@@ -94,6 +126,20 @@ impl ProgramId {
             ProgramId::SysExit => "sys_exit",
             ProgramId::IoUringCreate => "io_uring_create",
             ProgramId::IoUringSubmit => "io_uring_submit_req",
+            ProgramId::LsmFileOpen => "lsm_file_open",
+            ProgramId::LsmFileTruncate => "lsm_file_truncate",
+            ProgramId::LsmPathTruncate => "lsm_path_truncate",
+            ProgramId::LsmPathRename => "lsm_path_rename",
+            ProgramId::LsmPathUnlink => "lsm_path_unlink",
+            ProgramId::LsmPathRmdir => "lsm_path_rmdir",
+            ProgramId::LsmPathLink => "lsm_path_link",
+            ProgramId::LsmPathSymlink => "lsm_path_symlink",
+            ProgramId::LsmPathMknod => "lsm_path_mknod",
+            ProgramId::LsmPathChmod => "lsm_path_chmod",
+            ProgramId::LsmPathChown => "lsm_path_chown",
+            ProgramId::LsmInodeSetxattr => "lsm_inode_setxattr",
+            ProgramId::LsmInodeRemovexattr => "lsm_inode_removexattr",
+            ProgramId::LsmInodeSetattr => "lsm_inode_setattr",
         }
     }
 }
@@ -150,7 +196,9 @@ pub struct PathInfo {
 }
 const _: () = assert!(size_of::<PathInfo>() == 4);
 
-/// A file-modifying operation that succeeded. Data: `path` bytes then `target` bytes.
+/// A file-modifying operation: one that succeeded (tracepoint backend, `syscall` is its x86_64
+/// number) or one attempted past the permission checks (LSM backend, `syscall` is
+/// [`SYSCALL_NONE_LSM`]). Data: `path` bytes then `target` bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct FileRecord {
@@ -164,11 +212,16 @@ pub struct FileRecord {
     pub path: PathInfo,
     pub target: PathInfo,
     pub has_file: u8,
-    pub _pad: [u8; 7],
+    /// 1: `replaced_dev`/`replaced_ino` name the inode a rename replaced (or exchanged with).
+    pub has_replaced: u8,
+    pub _pad: [u8; 6],
+    /// Kernel encoding; valid when `has_replaced != 0`.
+    pub replaced_dev: u64,
+    pub replaced_ino: u64,
     pub data: [u8; 2 * PATH_CAP],
 }
 /// Bytes of a [`FileRecord`] before its data area.
-pub const FILE_FIXED: usize = 120;
+pub const FILE_FIXED: usize = 136;
 const _: () = assert!(core::mem::offset_of!(FileRecord, data) == FILE_FIXED);
 
 /// A process exec'd. Data: exe path bytes then the command line (argv joined by NUL).

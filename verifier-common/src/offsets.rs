@@ -61,6 +61,18 @@ pub struct KernelOffsets {
     pub regs_bx: u32,
     pub regs_cx: u32,
     pub regs_bp: u32,
+    pub file_flags: u32,
+    pub dentry_sb: u32,
+    pub sb_root: u32,
+    pub fs_root: u32,
+    pub vfsmount_sb: u32,
+    pub iattr_valid: u32,
+    /// Argument positions of LSM hooks whose parameter lists changed across kernels (from the
+    /// `bpf_lsm_<hook>` prototypes in BTF).
+    pub lsm_setattr_dentry: u32,
+    pub lsm_setattr_attr: u32,
+    pub lsm_setxattr_dentry: u32,
+    pub lsm_removexattr_dentry: u32,
 }
 
 impl KernelOffsets {
@@ -119,5 +131,15 @@ impl KernelOffsets {
         regs_bx: 0,
         regs_cx: 0,
         regs_bp: 0,
+        file_flags: 0,
+        dentry_sb: 0,
+        sb_root: 0,
+        fs_root: 0,
+        vfsmount_sb: 0,
+        iattr_valid: 0,
+        lsm_setattr_dentry: 0,
+        lsm_setattr_attr: 0,
+        lsm_setxattr_dentry: 0,
+        lsm_removexattr_dentry: 0,
     };
 }

@@ -47,7 +47,7 @@ pub static SYSCALL_STASH: HashMap<u64, SyscallStash> = HashMap::with_max_entries
 pub static IO_URING_SEEN: LruHashMap<IoUringKey, u8> = LruHashMap::with_max_entries(16_384, 0);
 
 /// Bytes of the per-CPU record scratch (the largest record).
-pub const RECORD_SCRATCH_BYTES: usize = 8320;
+pub const RECORD_SCRATCH_BYTES: usize = 8336;
 /// Half of the path scratch: kernel walks write backwards ending here, user suffixes follow it.
 pub const PATH_HALF: usize = PATH_CAP;
 

@@ -6,7 +6,9 @@
 //! read to `PATH_HALF + 1`, with `/` joining them at `PATH_HALF`.
 use core::ptr::{read_volatile, write_volatile};
 
-use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user_str};
+use aya_ebpf::helpers::generated::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
+};
 use verifier_common::{PATH_CAP, PathInfo, origin};
 
 use crate::{
@@ -119,6 +121,10 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
 pub struct Request {
     /// Address of a `struct path` to walk, or 0.
     pub base: u64,
+    /// Without `base`: a (dentry, vfsmount) pair to walk (LSM hooks get a parent directory's
+    /// `struct path` and a child dentry), or 0.
+    pub dentry: u64,
+    pub mnt: u64,
     /// Bytes of user string at `PATH_HALF + 1`.
     pub user_len: u32,
     pub user_truncated: bool,
@@ -131,6 +137,8 @@ pub struct Request {
 impl Request {
     pub const NONE: Request = Request {
         base: 0,
+        dentry: 0,
+        mnt: 0,
         user_len: 0,
         user_truncated: false,
         join: false,
@@ -148,6 +156,27 @@ impl Request {
             ..Request::NONE
         }
     }
+
+    /// The kernel path of `dentry` under the mount `mnt` (identity from the dentry's inode).
+    #[inline(always)]
+    pub fn dentry(dentry: u64, mnt: u64) -> Request {
+        Request {
+            dentry,
+            mnt,
+            origin: origin::KERNEL,
+            ..Request::NONE
+        }
+    }
+
+    /// The kernel path of a `struct path` at `path` (identity from its dentry's inode).
+    #[inline(always)]
+    pub fn path(path: u64) -> Request {
+        Request {
+            base: path,
+            origin: origin::KERNEL,
+            ..Request::NONE
+        }
+    }
 }
 
 /// Assembles a request in the scratch (the one path walk).
@@ -158,7 +187,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
     if request.origin == origin::NONE {
         return Built::NONE;
     }
-    if request.base == 0 {
+    if request.base == 0 && request.dentry == 0 {
         return Built {
             start: half + 1,
             end: user_end,
@@ -167,7 +196,12 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
             file: None,
         };
     }
-    let walked = path_parts(request.base).and_then(|(dentry, vfsmnt)| {
+    let parts = if request.base != 0 {
+        path_parts(request.base)
+    } else {
+        Some((request.dentry, request.mnt))
+    };
+    let walked = parts.and_then(|(dentry, vfsmnt)| {
         let (start, truncated) = walk(scratch, dentry, vfsmnt)?;
         Some((start, truncated, dentry))
     });
@@ -250,6 +284,26 @@ fn read_user(scratch: *mut u8, user: u64) -> Option<(u32, bool)> {
             user as *const _,
         )
     };
+    string_read(got)
+}
+
+/// Reads a kernel string to `PATH_HALF + 1`, like [`read_user`].
+#[inline(always)]
+fn read_kernel(scratch: *mut u8, string: u64) -> Option<(u32, bool)> {
+    // SAFETY: as above.
+    let got = unsafe {
+        bpf_probe_read_kernel_str(
+            scratch.add(PATH_HALF + 1).cast(),
+            (PATH_HALF - 1) as u32,
+            string as *const _,
+        )
+    };
+    string_read(got)
+}
+
+/// (length without NUL, possibly cut) of a string read returning `got`.
+#[inline(always)]
+fn string_read(got: i64) -> Option<(u32, bool)> {
     if got <= 0 {
         return None;
     }
@@ -310,7 +364,18 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
 /// A user string kept verbatim (a symlink's target text).
 #[inline(always)]
 pub fn verbatim_request(scratch: *mut u8, user: u64) -> Request {
-    match read_user(scratch, user) {
+    verbatim(read_user(scratch, user))
+}
+
+/// A kernel string kept verbatim (a symlink's target text as the LSM hook sees it).
+#[inline(always)]
+pub fn verbatim_kernel_request(scratch: *mut u8, string: u64) -> Request {
+    verbatim(read_kernel(scratch, string))
+}
+
+#[inline(always)]
+fn verbatim(read: Option<(u32, bool)>) -> Request {
+    match read {
         Some((user_len, user_truncated)) => Request {
             user_len,
             user_truncated,

@@ -26,13 +26,33 @@ const PORTABLE_RECORDER_TESTS: &[&str] = &[
     "io_uring_use",
     "files_open_for_write",
     "a_full_ring_buffer",
+    "every_program_is_attached",
+    "the_backend_follows",
 ];
+
+/// Each portable test runs once per backend in every guest: `lsm` (what `auto` picks there) and
+/// `tracepoint` forced, from the same build and boot.
+const MATRIX_BACKENDS: &[&str] = &["lsm", "tracepoint"];
 
 fn kernel_matrix() -> anyhow::Result<()> {
     let mut command = cargo();
     command.args([
-        "xtask", "vm", "--kernel", "6.1", "--kernel", "6.12", "--test", "recorder", "--",
+        "xtask",
+        "vm",
+        "--kernel",
+        "6.1",
+        "--kernel",
+        "6.12",
+        "--test",
+        "recorder",
+        // Two backends per boot: twice the tests of one (600 s was exceeded on 6.12).
+        "--timeout",
+        "1500",
     ]);
+    for backend in MATRIX_BACKENDS {
+        command.args(["--backend", backend]);
+    }
+    command.arg("--");
     command.args(PORTABLE_RECORDER_TESTS);
     run_checked(&mut command)
 }

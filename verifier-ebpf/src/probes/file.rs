@@ -525,7 +525,10 @@ fn emit_file(program: ProgramId, plan: &Plan, syscall: u32, ret: i64) -> Option<
     record.op = plan.op;
     record.syscall = syscall;
     record.flags = plan.flags;
-    record._pad = [0; 7];
+    record._pad = [0; 6];
+    record.has_replaced = 0;
+    record.replaced_dev = 0;
+    record.replaced_ino = 0;
     let data = (&raw mut record.data).cast::<u8>();
 
     let path = build(scratch, task, plan.path, ret);

@@ -2,4 +2,5 @@
 pub mod file;
 pub mod io_uring;
 pub mod iter;
+pub mod lsm;
 pub mod process;

@@ -11,7 +11,7 @@ impl Daemon {
         json!({
             "healthy": self.healthy(),
             "uptime_secs": self.started.elapsed().as_secs(),
-            "backend": "tracepoint",
+            "backend": self.lock_recorder().backend().name(),
             "recorder": self.recorder_status(),
             "intake": {
                 "events_stored": self.intake.events_applied(),

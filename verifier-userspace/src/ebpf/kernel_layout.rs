@@ -27,6 +27,10 @@ pub enum LayoutError {
     MissingStruct(String),
     #[error("kernel BTF: struct {strukt} has no field {field}")]
     MissingField { strukt: String, field: String },
+    #[error("kernel BTF has no function {0}")]
+    MissingFunction(String),
+    #[error("kernel BTF: function {function} has no parameter {parameter}")]
+    MissingParameter { function: String, parameter: String },
 }
 
 const BTF_MAGIC: u16 = 0xeb9f;
@@ -35,6 +39,7 @@ const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -55,6 +60,14 @@ enum Type {
         name: String,
         members: Vec<Member>,
     },
+    /// A function: its prototype's type id.
+    Func {
+        proto: u32,
+    },
+    /// A function prototype: its parameter names in order.
+    Proto {
+        params: Vec<String>,
+    },
     /// typedef/const/volatile/...: a name for another type (kept for anonymous-member lookups).
     Other,
 }
@@ -63,6 +76,7 @@ enum Type {
 pub struct KernelBtf {
     types: Vec<Type>,
     by_name: HashMap<String, u32>,
+    functions: HashMap<String, u32>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, LayoutError> {
@@ -114,6 +128,7 @@ impl KernelBtf {
         // Type id 0 is void.
         let mut types = vec![Type::Other];
         let mut by_name = HashMap::new();
+        let mut functions = HashMap::new();
         let mut at = 0;
         while at < types_data.len() {
             let name_off = u32_at(types_data, at)?;
@@ -145,11 +160,25 @@ impl KernelBtf {
                     }
                     Type::Composite { name, members }
                 }
+                KIND_FUNC => {
+                    let proto = u32_at(types_data, at - 4)?;
+                    let name = string_at(strings, name_off);
+                    functions.entry(name).or_insert(types.len() as u32);
+                    Type::Func { proto }
+                }
+                KIND_FUNC_PROTO => {
+                    let mut params = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        params.push(string_at(strings, u32_at(types_data, at + i * 8)?));
+                    }
+                    at += vlen * 8;
+                    Type::Proto { params }
+                }
                 other => {
                     at += match other {
                         KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
                         KIND_ARRAY => 12,
-                        KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+                        KIND_ENUM => vlen * 8,
                         KIND_DATASEC | KIND_ENUM64 => vlen * 12,
                         _ => 0,
                     };
@@ -158,7 +187,38 @@ impl KernelBtf {
             };
             types.push(ty);
         }
-        Ok(Self { types, by_name })
+        Ok(Self {
+            types,
+            by_name,
+            functions,
+        })
+    }
+
+    /// Whether the kernel has a function of that name (e.g. the `bpf_lsm_<hook>` of an LSM hook).
+    pub fn has_function(&self, function: &str) -> bool {
+        self.functions.contains_key(function)
+    }
+
+    /// Position (from 0) of the parameter named `parameter` of `function`.
+    pub fn parameter_index(&self, function: &str, parameter: &str) -> Result<u32, LayoutError> {
+        let id = *self
+            .functions
+            .get(function)
+            .ok_or_else(|| LayoutError::MissingFunction(function.to_owned()))?;
+        let params = match self.types.get(id as usize) {
+            Some(Type::Func { proto }) => match self.types.get(*proto as usize) {
+                Some(Type::Proto { params }) => Some(params),
+                _ => None,
+            },
+            _ => None,
+        };
+        params
+            .and_then(|params| params.iter().position(|p| p == parameter))
+            .map(|index| index as u32)
+            .ok_or_else(|| LayoutError::MissingParameter {
+                function: function.to_owned(),
+                parameter: parameter.to_owned(),
+            })
     }
 
     /// Byte offset of `field` in `struct strukt`, looking through anonymous members.
@@ -201,9 +261,40 @@ pub fn has_io_uring(btf: &KernelBtf) -> bool {
     btf.field_offset("io_kiocb", "opcode").is_ok()
 }
 
-/// The whole table for the running kernel.
+/// The fields and hook parameters only the LSM backend reads: (struct or function, field or
+/// parameter). Functions are the `bpf_lsm_<hook>` the hooks attach to.
+const LSM_FIELDS: [(&str, &str); 6] = [
+    ("file", "f_flags"),
+    ("dentry", "d_sb"),
+    ("super_block", "s_root"),
+    ("fs_struct", "root"),
+    ("vfsmount", "mnt_sb"),
+    ("iattr", "ia_valid"),
+];
+const LSM_PARAMETERS: [(&str, &str); 4] = [
+    ("bpf_lsm_inode_setattr", "dentry"),
+    ("bpf_lsm_inode_setattr", "attr"),
+    ("bpf_lsm_inode_setxattr", "dentry"),
+    ("bpf_lsm_inode_removexattr", "dentry"),
+];
+
+/// Checks that the kernel has every field and hook parameter the LSM programs read.
+pub fn lsm_layout(btf: &KernelBtf) -> Result<(), LayoutError> {
+    for (strukt, field) in LSM_FIELDS {
+        btf.field_offset(strukt, field)?;
+    }
+    for (function, parameter) in LSM_PARAMETERS {
+        btf.parameter_index(function, parameter)?;
+    }
+    Ok(())
+}
+
+/// The whole table for the running kernel. Fields only the LSM backend reads are 0 when absent
+/// (that backend is then refused: see [`lsm_layout`]).
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
     let f = |s: &str, field: &str| btf.field_offset(s, field);
+    let lsm_field = |s: &str, field: &str| btf.field_offset(s, field).unwrap_or(0);
+    let lsm_param = |function: &str, p: &str| btf.parameter_index(function, p).unwrap_or(0);
     Ok(KernelOffsets {
         valid: 1,
         task_pid: f("task_struct", "pid")?,
@@ -261,6 +352,16 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         regs_bx: f("pt_regs", "bx")?,
         regs_cx: f("pt_regs", "cx")?,
         regs_bp: f("pt_regs", "bp")?,
+        file_flags: lsm_field("file", "f_flags"),
+        dentry_sb: lsm_field("dentry", "d_sb"),
+        sb_root: lsm_field("super_block", "s_root"),
+        fs_root: lsm_field("fs_struct", "root"),
+        vfsmount_sb: lsm_field("vfsmount", "mnt_sb"),
+        iattr_valid: lsm_field("iattr", "ia_valid"),
+        lsm_setattr_dentry: lsm_param("bpf_lsm_inode_setattr", "dentry"),
+        lsm_setattr_attr: lsm_param("bpf_lsm_inode_setattr", "attr"),
+        lsm_setxattr_dentry: lsm_param("bpf_lsm_inode_setxattr", "dentry"),
+        lsm_removexattr_dentry: lsm_param("bpf_lsm_inode_removexattr", "dentry"),
     })
 }
 
@@ -286,5 +387,31 @@ mod tests {
         assert_eq!(offsets.qstr_name, 8);
         assert_eq!(offsets.path_mnt, 0);
         assert_eq!(offsets.path_dentry, 8);
+    }
+
+    /// Hook parameters are found by name in the `bpf_lsm_<hook>` prototypes.
+    #[test]
+    fn lsm_hook_parameters_resolve_by_name() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            eprintln!("skipping: no {VMLINUX_BTF}");
+            return;
+        }
+        let btf = KernelBtf::from_file(path).expect("kernel BTF parses");
+        if !btf.has_function("bpf_lsm_inode_setattr") {
+            eprintln!("skipping: kernel without BPF LSM");
+            return;
+        }
+        lsm_layout(&btf).expect("every LSM field and parameter found");
+        // path_rename(old_dir, old_dentry, new_dir, new_dentry, flags) since 5.x.
+        assert_eq!(
+            btf.parameter_index("bpf_lsm_path_rename", "new_dentry")
+                .ok(),
+            Some(3)
+        );
+        assert!(
+            btf.parameter_index("bpf_lsm_inode_setattr", "nonexistent")
+                .is_err()
+        );
     }
 }

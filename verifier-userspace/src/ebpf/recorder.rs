@@ -7,12 +7,13 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, Iter, ProgramError},
+    programs::{BtfTracePoint, Iter, Lsm, ProgramError},
 };
 use tracing::{debug, info, warn};
-use verifier_common::{FileKey, PROGRAM_COUNT, ProgramCounters, ProgramId};
+use verifier_common::{FileKey, ProgramCounters, ProgramId};
 
 use super::{
+    backend::{self, ActiveBackend, BackendError, Hook, ProgramSpec},
     devno,
     kernel_layout::{self, KernelBtf, LayoutError},
     preexisting,
@@ -61,8 +62,8 @@ pub enum RecorderError {
         #[source]
         source: Box<MapError>,
     },
-    #[error("recorder backend {0:?} is not built yet; use \"tracepoint\" or \"auto\"")]
-    UnsupportedBackend(Backend),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("scanning open files: {0}")]
     Scan(#[from] std::io::Error),
 }
@@ -104,20 +105,10 @@ impl Counters {
     }
 }
 
-/// The programs and the tracepoints they attach to.
-const PROGRAMS: [(ProgramId, &str); PROGRAM_COUNT as usize] = [
-    (ProgramId::Exec, "sched_process_exec"),
-    (ProgramId::Fork, "sched_process_fork"),
-    (ProgramId::Exit, "sched_process_exit"),
-    (ProgramId::SysEnter, "sys_enter"),
-    (ProgramId::SysExit, "sys_exit"),
-    (ProgramId::IoUringCreate, "io_uring_create"),
-    (ProgramId::IoUringSubmit, "io_uring_submit_req"),
-];
-
 /// The loaded, attached recorder.
 pub struct Recorder {
     ebpf: Ebpf,
+    backend: ActiveBackend,
     attached: Vec<ProgramInfo>,
     counters: PerCpuArray<MapData, ProgramCounters>,
     counters_map_id: u32,
@@ -135,21 +126,47 @@ pub fn probe_program_types() -> bool {
 }
 
 impl Recorder {
-    /// Loads the embedded object with this kernel's layout and attaches every program.
+    /// Loads the embedded object with this kernel's layout and attaches the programs of the
+    /// configured backend (for `auto`, the best one the kernel accepts).
     pub fn load(config: &RecorderConfig) -> Result<Recorder, RecorderError> {
-        let started = Instant::now();
-        let loaded_at = crate::intake::wall_clock_now();
-        match config.backend {
-            Backend::Auto | Backend::Tracepoint => {}
-            other => return Err(RecorderError::UnsupportedBackend(other)),
-        }
         let ring_bytes = config.ring_buffer_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < page_size() {
             return Err(RecorderError::RingBufferSize(ring_bytes));
         }
         raise_memlock_limit();
         let btf = KernelBtf::from_file(Path::new(kernel_layout::VMLINUX_BTF))?;
-        let offsets = kernel_layout::kernel_offsets(&btf)?;
+        let support = match config.backend {
+            Backend::Auto | Backend::Lsm => backend::probe(&btf),
+            _ => backend::KernelSupport {
+                lsm: Err("not probed".to_owned()),
+            },
+        };
+        if let Err(reason) = &support.lsm
+            && config.backend == Backend::Auto
+        {
+            info!(reason = %reason, "BPF LSM unavailable; using the tracepoint backend");
+        }
+        let chosen = backend::choose(config.backend, &support)?;
+        match Self::load_backend(config, &btf, chosen) {
+            Err(RecorderError::Backend(error))
+                if config.backend == Backend::Auto && chosen != ActiveBackend::Tracepoint =>
+            {
+                warn!(%error, "falling back to the tracepoint backend");
+                Self::load_backend(config, &btf, ActiveBackend::Tracepoint)
+            }
+            other => other,
+        }
+    }
+
+    fn load_backend(
+        config: &RecorderConfig,
+        btf: &KernelBtf,
+        chosen: ActiveBackend,
+    ) -> Result<Recorder, RecorderError> {
+        let started = Instant::now();
+        let loaded_at = crate::intake::wall_clock_now();
+        let ring_bytes = config.ring_buffer_bytes;
+        let offsets = kernel_layout::kernel_offsets(btf)?;
         let mut ebpf = EbpfLoader::new()
             .override_global(OFFSETS_GLOBAL, &offsets, true)
             .override_global(
@@ -163,36 +180,49 @@ impl Recorder {
         let kernel_btf = aya::Btf::from_sys_fs()
             .map_err(|e| RecorderError::Load(Box::new(aya::EbpfError::BtfError(e))))?;
         let mut attached = Vec::new();
-        let io_uring = kernel_layout::has_io_uring(&btf);
-        if !io_uring {
+        for spec in backend::PROCESS_PROGRAMS {
+            attached.push(attach(&mut ebpf, spec, spec.id.name(), &kernel_btf)?);
+        }
+        let io_uring = kernel_layout::has_io_uring(btf);
+        if chosen == ActiveBackend::Tracepoint && !io_uring {
             info!("kernel without io_uring: io_uring programs not attached");
         }
-        for (id, hook) in PROGRAMS {
-            let program_started = Instant::now();
-            let name = id.name();
-            if matches!(id, ProgramId::IoUringCreate | ProgramId::IoUringSubmit) && !io_uring {
+        let programs = chosen.programs();
+        let mut skipped = Vec::new();
+        for spec in programs {
+            if matches!(spec.id, ProgramId::IoUringCreate | ProgramId::IoUringSubmit) && !io_uring {
                 continue;
             }
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or(RecorderError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| program_error(name, source))?;
-            let hook = load_tracepoint(program, name, hook, &kernel_btf)?;
-            program
-                .attach()
-                .map_err(|source| program_error(name, source))?;
-            debug!(
-                program = name,
-                hook,
-                elapsed_ms = program_started.elapsed().as_millis() as u64,
-                "loaded and attached"
-            );
-            attached.push(ProgramInfo {
-                name,
-                program_type: "tracing (tp_btf)",
-                hook,
-            });
+            if let Hook::Lsm(hook) = spec.hook
+                && !btf.has_function(&format!("bpf_lsm_{hook}"))
+                && spec.needed_when_present
+            {
+                info!(
+                    program = spec.id.name(),
+                    hook, "kernel without this LSM hook; its operations pass other hooks"
+                );
+                continue;
+            }
+            match attach(&mut ebpf, spec, program_symbol(spec, btf), &kernel_btf) {
+                Ok(info) => attached.push(info),
+                Err(error) => {
+                    skipped.push(spec.id);
+                    let missing = backend::uncovered(programs, &skipped);
+                    if missing.is_empty() && !spec.needed_when_present {
+                        warn!(program = spec.id.name(), %error,
+                            "program skipped; the others still report every operation");
+                        continue;
+                    }
+                    return Err(BackendError::Uncovered {
+                        backend: chosen.name(),
+                        program: spec.id.name(),
+                        hook: spec.hook.name(),
+                        missing,
+                        reason: error.to_string(),
+                    }
+                    .into());
+                }
+            }
         }
         let iterator_ready = match load_iterator(&mut ebpf, &kernel_btf) {
             Ok(()) => true,
@@ -216,13 +246,15 @@ impl Recorder {
         )
         .map_err(map_error(PACKAGE_MANAGERS_MAP))?;
         info!(
-            programs = attached.len(),
+            backend = chosen.name(),
+            programs = %attached.iter().map(|p| p.name).collect::<Vec<_>>().join(","),
             ring_buffer_bytes = ring_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recorder loaded"
         );
         Ok(Recorder {
             ebpf,
+            backend: chosen,
             attached,
             counters,
             counters_map_id,
@@ -231,6 +263,11 @@ impl Recorder {
             iterator_ready,
             loaded_at,
         })
+    }
+
+    /// The backend that records file operations.
+    pub fn backend(&self) -> ActiveBackend {
+        self.backend
     }
 
     pub fn attached_programs(&self) -> Vec<ProgramInfo> {
@@ -380,6 +417,65 @@ fn load_tracepoint(
         }
     }
     Err(program_error(name, error))
+}
+
+/// The object's symbol for a program: `inode_setattr` has a variant for kernels whose hook has
+/// no idmap parameter (before 6.10), as the kernel's BTF says.
+fn program_symbol(spec: &ProgramSpec, btf: &KernelBtf) -> &'static str {
+    if spec.id == ProgramId::LsmInodeSetattr
+        && btf.parameter_index("bpf_lsm_inode_setattr", "dentry").ok() == Some(0)
+    {
+        return "lsm_inode_setattr_2";
+    }
+    spec.id.name()
+}
+
+/// Loads and attaches one program (`name`: its symbol in the object).
+fn attach(
+    ebpf: &mut Ebpf,
+    spec: &ProgramSpec,
+    name: &'static str,
+    btf: &aya::Btf,
+) -> Result<ProgramInfo, RecorderError> {
+    let started = Instant::now();
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(RecorderError::MissingProgram(name))?;
+    let hook = match spec.hook {
+        Hook::TpBtf(hook) => {
+            let program: &mut BtfTracePoint = program
+                .try_into()
+                .map_err(|source| program_error(name, source))?;
+            let hook = load_tracepoint(program, name, hook, btf)?;
+            program
+                .attach()
+                .map_err(|source| program_error(name, source))?;
+            hook
+        }
+        Hook::Lsm(hook) => {
+            let program: &mut Lsm = program
+                .try_into()
+                .map_err(|source| program_error(name, source))?;
+            program
+                .load(hook, btf)
+                .map_err(|source| program_error(name, source))?;
+            program
+                .attach()
+                .map_err(|source| program_error(name, source))?;
+            hook
+        }
+    };
+    debug!(
+        program = name,
+        hook,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded and attached"
+    );
+    Ok(ProgramInfo {
+        name,
+        program_type: spec.hook.program_type(),
+        hook,
+    })
 }
 
 fn load_iterator(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), RecorderError> {

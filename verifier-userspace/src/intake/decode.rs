@@ -223,7 +223,10 @@ fn decode_file(bytes: &[u8], time: u64) -> Result<Event, DecodeError> {
         }),
         flags: record.flags,
         target,
-        replaced: None,
+        replaced: (record.has_replaced != 0).then_some(FileId {
+            dev: devno::kernel_to_user(record.replaced_dev),
+            ino: record.replaced_ino,
+        }),
     }))
 }
 
@@ -279,7 +282,10 @@ mod tests {
                 truncated: 1,
             },
             has_file: 1,
-            _pad: [0; 7],
+            has_replaced: 0,
+            _pad: [0; 6],
+            replaced_dev: 0,
+            replaced_ino: 0,
             data: [0; 2 * PATH_CAP],
         };
         record.data[..7].copy_from_slice(b"/a/b/cd");
@@ -324,7 +330,10 @@ mod tests {
             },
             target: PathInfo::default(),
             has_file: 0,
-            _pad: [0; 7],
+            has_replaced: 0,
+            _pad: [0; 6],
+            replaced_dev: 0,
+            replaced_ino: 0,
             data: [0; 2 * PATH_CAP],
         };
         let bytes = &as_bytes(&record)[..FILE_FIXED + 10];

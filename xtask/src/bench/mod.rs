@@ -12,6 +12,7 @@ mod packages;
 mod recorder;
 mod report;
 mod store;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,7 @@ const BENCHMARKS: &[Benchmark] = &[
     ("store", store::run),
     ("ar", ar::run),
     ("recorder", recorder::run),
+    ("backends-vm", vm::run),
 ];
 
 /// `verifier audit` against dpkg --verify, debsums and paketkoll; lookup against dpkg -S.

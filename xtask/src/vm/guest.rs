@@ -15,12 +15,18 @@ pub const KERNEL_MARKER: &str = "VMTEST_KERNEL=";
 pub const LSM_MARKER: &str = "VMTEST_LSM=";
 pub const BIN_MARKER: &str = "VMTEST_BIN=";
 
+/// The environment variable the recorder tests read to force a backend.
+pub const BACKEND_ENV: &str = "VERIFIER_TEST_BACKEND";
+
 /// The `/init` script: mount the kernel filesystems (no tmpfs over `/tmp`: the binaries sit at
 /// their host paths, which may be under `/tmp`; the initramfs root is writable RAM anyway), run the probe and every test with `args` from
 /// `workdir` (as cargo runs tests from the package directory), print
 /// `VMTEST_RC=<first non-zero rc, or 0>` and power off.
+/// With `backends`, every test runs once per backend (`VERIFIER_TEST_BACKEND=<backend>`), its
+/// marker named `<test>@<backend>`.
 pub fn init_script(
     tests: &[GuestTest<'_>],
+    backends: &[String],
     args: &[String],
     workdir: &str,
     probe_dir: Option<&str>,
@@ -64,13 +70,25 @@ run_test() {
     );
     let quoted_args: Vec<String> = args.iter().map(|arg| shell_quote(arg)).collect();
     for test in tests {
-        let _ = writeln!(
-            script,
-            "run_test {} {} {}",
-            shell_quote(test.name),
-            shell_quote(test.guest_path),
-            quoted_args.join(" ")
-        );
+        if backends.is_empty() {
+            let _ = writeln!(
+                script,
+                "run_test {} {} {}",
+                shell_quote(test.name),
+                shell_quote(test.guest_path),
+                quoted_args.join(" ")
+            );
+        }
+        for backend in backends {
+            let _ = writeln!(
+                script,
+                "run_test {} env {BACKEND_ENV}={} {} {}",
+                shell_quote(&format!("{}@{backend}", test.name)),
+                shell_quote(backend),
+                shell_quote(test.guest_path),
+                quoted_args.join(" ")
+            );
+        }
     }
     script.push_str("echo \"VMTEST_RC=$rc\"\npoweroff -f\n");
     script
@@ -109,12 +127,29 @@ mod tests {
             guest_path: "/vm/target/debug/deps/vm_smoke-1",
         }];
         let args = ["--exact".to_owned(), "it's".to_owned()];
-        let script = init_script(&tests, &args, "/w/tests", None);
+        let script = init_script(&tests, &[], &args, "/w/tests", None);
         assert!(script.contains("mkdir -p '/w/tests' && cd '/w/tests'"));
         assert!(script.contains(
             r"run_test 'vm_smoke' '/vm/target/debug/deps/vm_smoke-1' '--exact' 'it'\''s'"
         ));
         assert!(script.ends_with("echo \"VMTEST_RC=$rc\"\npoweroff -f\n"));
+    }
+
+    #[test]
+    fn init_script_runs_each_test_once_per_backend() {
+        let tests = [GuestTest {
+            name: "recorder",
+            guest_path: "/t/recorder-1",
+        }];
+        let backends = ["lsm".to_owned(), "tracepoint".to_owned()];
+        let script = init_script(&tests, &backends, &[], "/w", None);
+        assert!(
+            script.contains(
+                "run_test 'recorder@lsm' env VERIFIER_TEST_BACKEND='lsm' '/t/recorder-1'"
+            )
+        );
+        assert!(script.contains("run_test 'recorder@tracepoint' env VERIFIER_TEST_BACKEND="));
+        assert_eq!(script.matches("run_test '").count(), 2);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct Options {
     /// that build and install throwaway packages.
     #[arg(long)]
     pub dpkg: bool,
+    /// Recorder backend to run every test with (repeatable: each test runs once per backend,
+    /// through `VERIFIER_TEST_BACKEND`): auto, lsm or tracepoint. Default: the tests' own (auto).
+    #[arg(long = "backend", value_name = "BACKEND")]
+    pub backends: Vec<String>,
     /// Skip the BPF program-type probe.
     #[arg(long)]
     pub no_probe: bool,
@@ -90,6 +94,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         if name == HOST {
             results.push(run_on_host(
                 &built.tests,
+                &options.backends,
                 &test_args,
                 probes.as_ref(),
                 &root,
@@ -108,6 +113,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                     workdir: &root.join("tests"),
                     workspace_binaries: &workspace_binaries,
                     probes: probes.as_ref(),
+                    backends: &options.backends,
                     args: &test_args,
                 };
                 initrd.insert(build_initramfs(&inputs, &cache)?).clone()
@@ -175,6 +181,7 @@ struct GuestInputs<'a> {
     workdir: &'a Path,
     workspace_binaries: &'a [testbins::Executable],
     probes: Option<&'a probe::Built>,
+    backends: &'a [String],
     args: &'a [String],
 }
 
@@ -232,6 +239,7 @@ fn build_initramfs(inputs: &GuestInputs<'_>, cache: &Path) -> anyhow::Result<Pat
         .collect();
     let init = guest::init_script(
         &tests,
+        inputs.backends,
         inputs.args,
         &inputs.workdir.to_string_lossy(),
         probe_dir,
@@ -345,6 +353,7 @@ fn run_in_vm(
 /// Runs the probe and the test binaries directly on this machine.
 fn run_on_host(
     tests: &[testbins::Executable],
+    backends: &[String],
     args: &[String],
     probes: Option<&probe::Built>,
     root: &Path,
@@ -375,21 +384,31 @@ fn run_on_host(
         }
     }
     let mut rc = 0;
+    let runs: Vec<Option<&String>> = if backends.is_empty() {
+        vec![None]
+    } else {
+        backends.iter().map(Some).collect()
+    };
     for test in tests {
-        let status = Command::new(&test.path)
-            .args(args)
-            .current_dir(root.join("tests"))
-            .status();
-        let code = match status {
-            Ok(status) => status.code().unwrap_or(-1),
-            Err(error) => {
-                eprintln!("xtask vm: cannot start {}: {error}", test.path.display());
-                -1
+        for backend in &runs {
+            let mut command = Command::new(&test.path);
+            command.args(args).current_dir(root.join("tests"));
+            let mut name = test.target.clone();
+            if let Some(backend) = backend {
+                command.env(guest::BACKEND_ENV, backend);
+                name = format!("{name}@{backend}");
             }
-        };
-        lines.push(format!("{}{} rc={code}", guest::BIN_MARKER, test.target));
-        if code != 0 {
-            rc = code;
+            let code = match command.status() {
+                Ok(status) => status.code().unwrap_or(-1),
+                Err(error) => {
+                    eprintln!("xtask vm: cannot start {}: {error}", test.path.display());
+                    -1
+                }
+            };
+            lines.push(format!("{}{name} rc={code}", guest::BIN_MARKER));
+            if code != 0 {
+                rc = code;
+            }
         }
     }
     result.read_guest_lines(lines.iter().map(String::as_str));
@@ -406,3 +425,42 @@ fn read_trimmed(path: &str) -> String {
 
 /// Probe outcomes by probe name, as `report` reads them.
 pub type ProbeResults = BTreeMap<String, String>;
+
+/// Boots `kernel` (a catalogue name) with the given integration tests of the `tests` package and
+/// returns the guest's output lines and its exit-code marker (for benchmarks that run inside a
+/// VM; `--include-ignored --test-threads=1` come before `test_args`).
+pub fn run_tests_in_guest(
+    kernel: &str,
+    targets: &[String],
+    test_args: &[String],
+    timeout: Duration,
+) -> anyhow::Result<(Vec<String>, Option<i32>)> {
+    let root = workspace_root();
+    let cache = root.join("target/vm-cache");
+    let spec = kernels::find(kernel).with_context(|| format!("unknown kernel {kernel}"))?;
+    let workspace_binaries = testbins::build_workspace_binaries()?;
+    let built = testbins::build_tests(targets)?;
+    let mut args = vec![
+        "--include-ignored".to_owned(),
+        "--test-threads=1".to_owned(),
+    ];
+    args.extend(test_args.iter().cloned());
+    let inputs = GuestInputs {
+        extra_programs: &guest_programs(&[], false)?,
+        dpkg_database: false,
+        tests: &built.tests,
+        test_helpers: &built.helpers,
+        workdir: &root.join("tests"),
+        workspace_binaries: &workspace_binaries,
+        probes: None,
+        backends: &[],
+        args: &args,
+    };
+    let initrd = build_initramfs(&inputs, &cache)?;
+    let kernel = kernels::fetch(spec, &cache.join("kernels"))?;
+    let boot = qemu::boot(&kernel.vmlinuz, &initrd, timeout)?;
+    if boot.timed_out {
+        bail!("the guest timed out after {}s", timeout.as_secs());
+    }
+    Ok((boot.lines, boot.rc))
+}
