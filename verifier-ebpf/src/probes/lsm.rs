@@ -49,7 +49,7 @@ struct Report {
 enum Path {
     None,
     /// A `struct path *`.
-    Path(u64),
+    Kernel(u64),
     /// A `struct file *`.
     File(u64),
     /// A dentry under the mount of a parent directory's `struct path *`.
@@ -95,7 +95,7 @@ pub fn on_path_truncate(ctx: &LsmContext) -> Option<()> {
     let path: u64 = ctx.arg(0);
     emit(
         ProgramId::LsmPathTruncate,
-        &simple(file_op::TRUNCATE, 0, Path::Path(path)),
+        &simple(file_op::TRUNCATE, 0, Path::Kernel(path)),
     )
 }
 
@@ -209,7 +209,7 @@ pub fn on_path_chmod(ctx: &LsmContext) -> Option<()> {
         &simple(
             file_op::CHMOD,
             (mode & 0xffff) as u64,
-            Path::Path(ctx.arg(0)),
+            Path::Kernel(ctx.arg(0)),
         ),
     )
 }
@@ -222,7 +222,7 @@ pub fn on_path_chown(ctx: &LsmContext) -> Option<()> {
     let ids = ((uid as u64) << 32) | gid as u64;
     emit(
         ProgramId::LsmPathChown,
-        &simple(file_op::CHOWN, ids, Path::Path(ctx.arg(0))),
+        &simple(file_op::CHOWN, ids, Path::Kernel(ctx.arg(0))),
     )
 }
 
@@ -317,7 +317,7 @@ fn task_mount_for(dentry: u64) -> Option<(u64, bool)> {
 fn request(scratch: *mut u8, path: Path) -> (Request, bool) {
     match path {
         Path::None => (Request::NONE, false),
-        Path::Path(path) => (Request::path(path), false),
+        Path::Kernel(path) => (Request::path(path), false),
         Path::File(file) => (Request::open_file(file), false),
         Path::Child { dir, dentry } => match read_ptr(dir + off!(path_mnt)) {
             Some(mnt) => (Request::dentry(dentry, mnt), false),

@@ -381,8 +381,11 @@ struct Identity {
 /// names (hard links, usr-merge aliases, a path several packages list) is hashed once.
 #[derive(Default)]
 pub struct DigestCache {
-    digests: Mutex<HashMap<(Identity, DigestAlgo), Box<[u8]>>>,
+    digests: Mutex<DigestsByInode>,
 }
+
+/// A digest per (inode identity, algorithm).
+type DigestsByInode = HashMap<(Identity, DigestAlgo), Box<[u8]>>;
 
 impl DigestCache {
     pub fn new() -> Self {
