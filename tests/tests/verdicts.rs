@@ -281,3 +281,110 @@ fn status_reports_attached_programs() {
         "{build_line}"
     );
 }
+
+/// Three versions of one throwaway package with a single binary in /usr/bin; returns the path
+/// and the three .deb files.
+fn three_versions(work: &std::path::Path, name: &str) -> (String, [std::path::PathBuf; 3]) {
+    let tool = format!("/usr/bin/{name}");
+    let debs = [1, 2, 3].map(|version| {
+        Deb::new(name, &format!("{version}.0"))
+            .file(&tool, format!("#!/bin/sh\necho v{version}\n"), 0o755)
+            .build(work)
+    });
+    (tool, debs)
+}
+
+/// Installed before the daemon started, then upgraded twice by dpkg in one daemon run: the file
+/// at the path now was created entirely by dpkg during monitoring, so the verdict after the second
+/// upgrade is accepted even though an earlier inode at that path predates monitoring.
+#[test]
+fn two_upgrades_after_start_of_preinstalled_file_accepted() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-twice");
+    let (tool, debs) = three_versions(work.path(), &name);
+    let _installed = Installed(name.clone());
+    debs::install(&debs[0], &[]);
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    debs::install(&debs[1], &[]);
+    debs::install(&debs[2], &[]);
+    let line = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(
+        &daemon,
+        &line,
+        "succeeded",
+        "written only by package transaction",
+    );
+}
+
+/// Installed before the daemon, upgraded and accepted, then upgraded again: the second verdict
+/// starts from the baseline the first one recorded and is accepted too.
+#[test]
+fn upgrade_verdict_upgrade_verdict_of_preinstalled_file_accepted() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-again");
+    let (tool, debs) = three_versions(work.path(), &name);
+    let _installed = Installed(name.clone());
+    debs::install(&debs[0], &[]);
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    debs::install(&debs[1], &[]);
+    let first = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(
+        &daemon,
+        &first,
+        "succeeded",
+        "written only by package transaction",
+    );
+    debs::install(&debs[2], &[]);
+    let second = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(
+        &daemon,
+        &second,
+        "succeeded",
+        "written only by package transaction",
+    );
+}
+
+/// Installed and upgraded twice while the daemon runs: one verdict at the end is accepted.
+#[test]
+fn install_and_two_upgrades_during_monitoring_accepted() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-fresh");
+    let (tool, debs) = three_versions(work.path(), &name);
+    let _installed = Installed(name.clone());
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    for deb in &debs {
+        debs::install(deb, &[]);
+    }
+    let line = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(
+        &daemon,
+        &line,
+        "succeeded",
+        "written only by package transaction",
+    );
+}
+
+/// Fail-closed is kept: a file that predates monitoring, rewritten in place (the same inode,
+/// truncated, with exactly its package's content) by an ordinary process, still fails, with the
+/// foreign writer as reason.
+#[test]
+fn preinstalled_file_written_in_place_still_fails() {
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let name = unique("verifier-inplace");
+    let (tool, debs) = three_versions(work.path(), &name);
+    let _installed = Installed(name.clone());
+    debs::install(&debs[0], &[]);
+    let daemon = TestDaemon::start(NO_ENROLL);
+    let alerts = AlertsLog::new(&daemon.alerts_log);
+    // The same inode that existed before monitoring, truncated and rewritten with v1's content.
+    fs::write(&tool, "#!/bin/sh\necho v1\n").unwrap();
+    let line = verdict_line(&daemon, &alerts.append(SyscheckEvent::Changed, &tool));
+    assert_verdict(&daemon, &line, "failed", "outside any package transaction");
+}

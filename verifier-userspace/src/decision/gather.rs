@@ -429,6 +429,227 @@ mod tests {
         assert!(critical.reason(&dir.path().join("other")).is_none());
     }
 
+    /// The window of a verdict, end to end through a real store: the recorder's events for a
+    /// path, the history `file_history` picks, the gaps overlapping it, and the engine's decision.
+    mod window {
+        use super::super::super::{Outcome, decide};
+        use super::*;
+        use crate::{
+            config::{PolicyConfig, RecorderConfig},
+            events::{
+                Actor, Event, ExecEvent, ExitEvent, FileEvent, FileId, ReportedPath, TransactionRef,
+            },
+            store::Store,
+        };
+
+        const BOOT: &str = "11111111-2222-3333-4444-555555555555";
+        const TOOL: &[u8] = b"/usr/bin/tool";
+        const EXCLUSIVE: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) as u64;
+
+        fn actor(pid: u32, comm: &[u8], transaction: Option<u64>) -> Actor {
+            Actor {
+                pid,
+                tid: pid,
+                ppid: 1,
+                uid: 0,
+                euid: 0,
+                start_time_ns: u64::from(pid),
+                comm: comm.to_vec(),
+                transaction: transaction.map(|id| TransactionRef { id, depth: 0 }),
+            }
+        }
+
+        fn named(path: &[u8]) -> ReportedPath {
+            ReportedPath {
+                bytes: path.to_vec(),
+                origin: crate::events::PathOrigin::Kernel,
+                truncated: false,
+            }
+        }
+
+        fn op(time: u64, actor: &Actor, op: FileOp, path: &[u8], ino: Option<u64>) -> FileEvent {
+            FileEvent {
+                time,
+                actor: actor.clone(),
+                op,
+                path: named(path),
+                file: ino.map(|ino| FileId { dev: 2049, ino }),
+                flags: 0,
+                target: None,
+                replaced: None,
+            }
+        }
+
+        /// One `dpkg -i` replacing the file numbered `old` with a new one numbered `new`.
+        fn dpkg_replaces(at: u64, id: u64, old: u64, new: u64) -> Vec<Event> {
+            let dpkg = actor(500 + id as u32, b"dpkg", Some(id));
+            let new_name = b"/usr/bin/tool.dpkg-new";
+            vec![
+                Event::Exec(ExecEvent {
+                    time: at,
+                    actor: dpkg.clone(),
+                    exe: named(b"/usr/bin/dpkg"),
+                    exe_file: FileId { dev: 2049, ino: 1 },
+                    argv0: b"dpkg".to_vec(),
+                    cmdline: b"dpkg\0-i\0tool.deb".to_vec(),
+                    cgroup_id: 1,
+                    starts_transaction: true,
+                }),
+                Event::File(FileEvent {
+                    flags: (libc::O_RDWR | libc::O_CREAT) as u64,
+                    ..op(
+                        at + 10,
+                        &dpkg,
+                        FileOp::OpenWrite,
+                        b"/var/lib/dpkg/lock",
+                        Some(2),
+                    )
+                }),
+                Event::File(FileEvent {
+                    target: Some(named(b"/usr/bin/tool.dpkg-tmp")),
+                    ..op(at + 20, &dpkg, FileOp::Link, TOOL, None)
+                }),
+                Event::File(FileEvent {
+                    flags: EXCLUSIVE,
+                    ..op(at + 30, &dpkg, FileOp::OpenWrite, new_name, Some(new))
+                }),
+                Event::File(FileEvent {
+                    target: Some(named(TOOL)),
+                    replaced: Some(FileId {
+                        dev: 2049,
+                        ino: old,
+                    }),
+                    ..op(at + 40, &dpkg, FileOp::Rename, new_name, Some(new))
+                }),
+                Event::File(op(
+                    at + 50,
+                    &dpkg,
+                    FileOp::Unlink,
+                    b"/usr/bin/tool.dpkg-tmp",
+                    None,
+                )),
+                Event::Exit(ExitEvent {
+                    time: at + 60,
+                    actor: dpkg,
+                    exit_status: 0,
+                    ends_transaction: true,
+                }),
+            ]
+        }
+
+        /// The decision about `/usr/bin/tool`, now inode `current`, after `events`.
+        fn decided(events: &[Event], current: u64) -> crate::decision::Decision {
+            let dir = tempfile::tempdir().unwrap();
+            let recorder = RecorderConfig {
+                watched_roots: vec!["/usr/bin".into()],
+                ..RecorderConfig::default()
+            };
+            let mut store = Store::open_for_boot(dir.path(), &recorder, BOOT).unwrap();
+            store.apply(events).unwrap();
+            let path = Path::new("/usr/bin/tool");
+            let file = FileId {
+                dev: 2049,
+                ino: current,
+            };
+            let history = store.file_history(path, Some(file)).unwrap();
+            let (writes, incomplete) =
+                provenance_evidence(path, &history, |key| store.transaction(key).unwrap());
+            let gaps = store
+                .gaps_overlapping(history.earliest_relevant, u64::MAX)
+                .unwrap();
+            let evidence = crate::decision::Evidence {
+                path: path.to_owned(),
+                change: ChangeKind::Modified,
+                current: Some(FileState {
+                    dev: 2049,
+                    ino: current,
+                    size: 10,
+                    mtime_ns: 1,
+                    ctime_ns: 2,
+                }),
+                writes,
+                incomplete,
+                gaps: gaps.iter().map(describe_gap).collect(),
+                package: PackageEvidence {
+                    owners: vec!["tool 3.0 all".into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            decide(&evidence, &PolicyConfig::default())
+        }
+
+        /// Events after the store's "monitoring not started" gap ends.
+        fn after_start() -> u64 {
+            crate::intake::wall_clock_now() + 1_000_000_000
+        }
+
+        #[test]
+        fn file_made_by_two_upgrades_of_a_preexisting_file_is_accepted() {
+            let at = after_start();
+            // 41 predates monitoring; the second upgrade's file gets number 41 back.
+            let mut events = dpkg_replaces(at, 7, 41, 42);
+            events.extend(dpkg_replaces(at + 100, 8, 42, 41));
+            let decision = decided(&events, 41);
+            assert_eq!(decision.outcome, Outcome::Succeeded, "{decision:?}");
+        }
+
+        #[test]
+        fn file_made_by_two_upgrades_without_number_reuse_is_accepted() {
+            let at = after_start();
+            let mut events = dpkg_replaces(at, 7, 41, 42);
+            events.extend(dpkg_replaces(at + 100, 8, 42, 43));
+            let decision = decided(&events, 43);
+            assert_eq!(decision.outcome, Outcome::Succeeded, "{decision:?}");
+        }
+
+        #[test]
+        fn foreign_write_at_the_path_before_the_creation_still_fails() {
+            let at = after_start();
+            let mut events = dpkg_replaces(at, 7, 41, 42);
+            let shell = actor(900, b"sh", None);
+            events.push(Event::File(op(
+                at + 70,
+                &shell,
+                FileOp::Truncate,
+                TOOL,
+                None,
+            )));
+            events.extend(dpkg_replaces(at + 100, 8, 42, 43));
+            let decision = decided(&events, 43);
+            assert_eq!(decision.outcome, Outcome::Failed, "{decision:?}");
+            assert!(
+                decision.reason.contains("outside any package transaction"),
+                "{decision:?}"
+            );
+        }
+
+        #[test]
+        fn preexisting_inode_rewritten_in_place_fails() {
+            let at = after_start();
+            let dpkg = actor(507, b"dpkg", Some(7));
+            let mut events = dpkg_replaces(at, 7, 41, 42);
+            // Keep only the exec, then rewrite the preexisting inode 41 in place, then exit.
+            events.truncate(1);
+            events.push(Event::File(FileEvent {
+                flags: (libc::O_WRONLY | libc::O_TRUNC) as u64,
+                ..op(at + 30, &dpkg, FileOp::OpenWrite, TOOL, Some(41))
+            }));
+            events.push(Event::Exit(ExitEvent {
+                time: at + 60,
+                actor: dpkg,
+                exit_status: 0,
+                ends_transaction: true,
+            }));
+            let decision = decided(&events, 41);
+            assert_eq!(decision.outcome, Outcome::Failed, "{decision:?}");
+            assert!(
+                decision.reason.contains("no complete evidence"),
+                "{decision:?}"
+            );
+        }
+    }
+
     #[test]
     fn current_state_of_missing_file_is_none() {
         assert!(current_state(Path::new("/nonexistent/verifier/x")).is_none());

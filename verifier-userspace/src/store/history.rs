@@ -17,7 +17,7 @@ use super::{
     roots::could_be_tail_of,
     rows::{self, ENTRY_COLUMNS, from_sql, to_sql},
 };
-use crate::events::{FileId, FileOp, PathOrigin};
+use crate::events::{FileId, FileOp, PathOrigin, WallNanos};
 
 /// What the names table says about a path.
 struct NameRow {
@@ -66,12 +66,19 @@ impl Store {
             entries.sort_by_key(|entry| entry.time);
         }
 
-        let start = match (trusted_time, entries.first()) {
+        let created = file
+            .and_then(|file| last_creation(&entries, file))
+            .or_else(|| {
+                // A first operation creating an inode the recorder could not name.
+                entries
+                    .first()
+                    .filter(|first| creates_inode(first) && !first.prior_history_unknown)
+                    .map(|first| first.time)
+            });
+        let start = match (trusted_time, created) {
             (Some(time), _) => HistoryStart::Trusted { time },
-            (None, Some(first)) if creates_inode(first) && !first.prior_history_unknown => {
-                HistoryStart::Created { time: first.time }
-            }
-            _ => HistoryStart::Unknown,
+            (None, Some(time)) => HistoryStart::Created { time },
+            (None, None) => HistoryStart::Unknown,
         };
         let earliest_relevant = match start {
             HistoryStart::Trusted { time } | HistoryStart::Created { time } => time,
@@ -336,6 +343,25 @@ fn former_inodes(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// When the file now at the path was made, if the store saw it: the last successful exclusive
+/// creation (`O_CREAT|O_EXCL`, `O_TMPFILE`, mknod, symlink) of `file`'s inode number. Such a
+/// creation always makes a new inode, so nothing before it can have been done to this file:
+/// operations recorded under the same (dev, ino) before it concern earlier files that had that
+/// number (the kernel reuses a freed number at once, so dpkg replacing a path twice often gets the
+/// first file's number back), and path operations before it concern the files it replaced. Those
+/// operations stay in the history and their writers are judged all the same; only the window for
+/// gaps and "predates monitoring" starts at the creation. A creation of an inode that came from
+/// outside the watched roots without a history does not count.
+pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<WallNanos> {
+    entries
+        .iter()
+        .rev()
+        .find(|entry| {
+            entry.file == Some(file) && creates_inode(entry) && !entry.prior_history_unknown
+        })
+        .map(|entry| entry.time)
 }
 
 /// Why the history may lack operations.

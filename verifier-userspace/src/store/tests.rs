@@ -1111,3 +1111,153 @@ fn prune_drops_deleted_files_but_keeps_existing_histories() {
     let gone = store.file_history(Path::new("/etc/gone"), None).unwrap();
     assert!(gone.entries.is_empty());
 }
+
+/// dpkg upgrading `/usr/bin/hello` twice, as it really does: the old file hard-linked to
+/// `.dpkg-tmp`, the new one created exclusively as `.dpkg-new` and renamed over the path, the
+/// backup unlinked. The file before the first upgrade is inode 41 (it predates monitoring), the
+/// first upgrade's is 42, and the second upgrade's gets 41 back: the kernel reuses freed numbers.
+fn dpkg_two_upgrades_reusing_an_inode_number(base: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (step, (id, old, new)) in [(7, 41, 42), (8, 42, 41)].into_iter().enumerate() {
+        let dpkg = Proc::new(500 + step as u32, b"dpkg").in_transaction(id, 0);
+        let at = base + step as u64 * 100;
+        events.extend([
+            dpkg.exec(at, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0hello.deb", true),
+            dpkg.write(
+                at + 10,
+                b"/var/lib/dpkg/lock",
+                2,
+                (libc::O_RDWR | libc::O_CREAT) as u64,
+            ),
+            Event::File(FileEvent {
+                target: Some(kernel_path(b"/usr/bin/hello.dpkg-tmp")),
+                ..dpkg.file(at + 20, FileOp::Link, b"/usr/bin/hello", Some(old))
+            }),
+            dpkg.write(at + 30, b"/usr/bin/hello.dpkg-new", new, CREATE_EXCLUSIVE),
+            dpkg.rename(
+                at + 40,
+                b"/usr/bin/hello.dpkg-new",
+                b"/usr/bin/hello",
+                new,
+                Some(old),
+            ),
+            Event::File(dpkg.file(
+                at + 50,
+                FileOp::Unlink,
+                b"/usr/bin/hello.dpkg-tmp",
+                Some(old),
+            )),
+            dpkg.exit(at + 60, 0, true),
+        ]);
+    }
+    events
+}
+
+#[test]
+fn reused_inode_number_starts_the_history_at_its_last_creation() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store
+        .apply(&dpkg_two_upgrades_reusing_an_inode_number(1000))
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(41)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Created { time: 1130 });
+    assert_eq!(history.earliest_relevant, 1130);
+    // The first file numbered 41 (linked at 1020, unlinked at 1050) is not this one, but what
+    // was done to it stays in the history: its writers are judged all the same.
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (1020, EntryOp::File(FileOp::Link)),
+            (1050, EntryOp::File(FileOp::Unlink)),
+            (1130, EntryOp::File(FileOp::OpenWrite)),
+            (1140, EntryOp::File(FileOp::Rename))
+        ],
+    );
+    assert!(history.is_complete(), "{:?}", history.incomplete);
+}
+
+#[test]
+fn preexisting_inode_written_in_place_still_has_an_unknown_start() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let dpkg = dpkg();
+    store
+        .apply(&[
+            dpkg.exec(100, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0hello.deb", true),
+            // Not exclusive: the inode that predates monitoring, truncated and rewritten.
+            dpkg.write(
+                110,
+                b"/usr/bin/hello",
+                41,
+                (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64,
+            ),
+            dpkg.exit(140, 0, true),
+        ])
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(41)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Unknown);
+    assert_eq!(history.earliest_relevant, 0);
+    assert!(!history.is_complete());
+}
+
+#[test]
+fn operation_before_the_creation_stays_in_the_history() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    let mut events = vec![Event::File(shell.file(
+        1005,
+        FileOp::Truncate,
+        b"/usr/bin/hello",
+        None,
+    ))];
+    events.extend(dpkg_two_upgrades_reusing_an_inode_number(1000));
+    store.apply(&events).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(41)))
+        .unwrap();
+    // It ended before the file now at the path was created, so it cannot concern it, but it
+    // stays in the history, where its writer (no package manager) fails the verdict.
+    assert_eq!(
+        history
+            .entries
+            .first()
+            .map(|entry| (entry.time, entry.writer.pid)),
+        Some((1005, 900)),
+    );
+    assert_eq!(history.start, HistoryStart::Created { time: 1130 });
+}
+
+/// The window whose gaps a verdict checks: after two upgrades during monitoring of a file that
+/// predates it, the "monitoring not started" gap lies before the current file was created.
+#[test]
+fn reused_inode_number_window_excludes_the_gap_before_monitoring() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let after_start = crate::intake::wall_clock_now() + 1_000_000_000;
+    store
+        .apply(&dpkg_two_upgrades_reusing_an_inode_number(after_start))
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/hello"), Some(inode(41)))
+        .unwrap();
+    assert_eq!(history.earliest_relevant, after_start + 130);
+    let gaps = store
+        .gaps_overlapping(history.earliest_relevant, after_start + 1000)
+        .unwrap();
+    assert!(gaps.is_empty(), "{gaps:?}");
+    // The file before the first upgrade (inode 41 too, never trusted) would have seen the gap.
+    assert_eq!(
+        store
+            .gaps_overlapping(0, after_start + 1000)
+            .unwrap()
+            .first()
+            .map(|gap| gap.kind),
+        Some(GapKind::MonitoringNotStarted)
+    );
+}
