@@ -19,12 +19,13 @@ use crate::{
         Decision, Evidence,
         gather::{
             alert_content, baseline_evidence, baseline_of, current_state, describe_gap,
-            kernel_path, package_evidence, provenance_evidence, takeover_evidence,
+            kernel_path, narrow_to_last_removal, package_evidence, provenance_evidence,
+            takeover_evidence,
         },
     },
     events::{FileId, WallNanos},
     intake::wall_clock_now,
-    protocol::{AlertRef, Outcome, Verdict},
+    protocol::{AlertRef, ChangeKind, Outcome, Verdict},
     store::{Baseline, PendingRequest, TransactionKey, VerdictRecord, current_boot_id},
 };
 
@@ -122,7 +123,7 @@ impl Daemon {
             ino: state.ino,
         });
         let store = self.lock_store();
-        let history = match store.file_history(path, current_id) {
+        let mut history = match store.file_history(path, current_id) {
             Ok(history) => history,
             Err(error) => {
                 evidence
@@ -131,6 +132,9 @@ impl Daemon {
                 return 0;
             }
         };
+        if evidence.change == ChangeKind::Deleted {
+            narrow_to_last_removal(&mut history, path);
+        }
         let (writes, incomplete) =
             provenance_evidence(path, &history, |key| match store.transaction(key) {
                 Ok(record) => record,

@@ -211,6 +211,38 @@ pub fn package_evidence(verification: &PathVerification) -> PackageEvidence {
 
 /// The writers and completeness of a file's history, with each writer's transaction looked up by
 /// `transaction`. Returns (writes oldest first, reasons the history may be incomplete).
+/// For a deleted file (553) only its removal and what followed matter: the content it had is
+/// gone. Narrows `history` to the operations from the path's last removal on, with the gap
+/// window starting there. Leaves it unchanged when no removal of the path was recorded (the
+/// verdict then fails as before).
+pub fn narrow_to_last_removal(history: &mut FileHistory, path: &Path) {
+    let key = crate::store::store_key(path);
+    let key = key.as_os_str().as_encoded_bytes();
+    let removal = history
+        .entries
+        .iter()
+        .chain(&history.path_events)
+        .filter(|entry| {
+            entry.path.path.as_bytes() == key
+                && matches!(
+                    entry.op,
+                    crate::store::EntryOp::File(FileOp::Unlink | FileOp::Rename)
+                )
+        })
+        .map(|entry| entry.time)
+        .max();
+    let Some(removal) = removal else {
+        return;
+    };
+    history.entries.retain(|entry| entry.time >= removal);
+    history.path_events.retain(|entry| entry.time >= removal);
+    history
+        .possibly_related
+        .retain(|entry| entry.time >= removal);
+    history.start = HistoryStart::Created { time: removal };
+    history.earliest_relevant = removal;
+}
+
 pub fn provenance_evidence(
     path: &Path,
     history: &FileHistory,
@@ -261,7 +293,8 @@ fn write_evidence(
         || format!("unknown executable, comm {}", writer.comm),
         ToString::to_string,
     );
-    let names_path = entry.path.path.as_bytes() == path.as_os_str().as_encoded_bytes();
+    let names_path =
+        entry.path.path.as_bytes() == crate::store::store_key(path).as_os_str().as_encoded_bytes();
     let removed_path = names_path
         && matches!(
             entry.op,

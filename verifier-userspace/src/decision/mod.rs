@@ -161,12 +161,23 @@ fn check_no_foreign_writer(
 }
 
 /// No evidence means no acceptance: gaps, lost events, io_uring, writers older than monitoring.
+/// How the gap before the store existed is described (see `gather::describe_gap`).
+const MONITORING_NOT_STARTED: &str = "monitoring_not_started";
+
 fn check_evidence_complete(evidence: &Evidence, findings: &mut Vec<String>) -> Result<(), Verdict> {
-    if let Some(gap) = evidence.gaps.first() {
+    if let Some(first) = evidence.gaps.first() {
         for gap in &evidence.gaps {
             findings.push(format!("gap in evidence: {gap}"));
         }
-        return Err(fail(format!("no complete evidence: {gap}")));
+        // Name the most recent gap other than "monitoring not started" when there is one (lost
+        // events, io_uring, a daemon stop): it says more than the gap every store begins with.
+        let headline = evidence
+            .gaps
+            .iter()
+            .rev()
+            .find(|gap| !gap.starts_with(MONITORING_NOT_STARTED))
+            .unwrap_or(first);
+        return Err(fail(format!("no complete evidence: {headline}")));
     }
     if let Some(problem) = evidence.incomplete.first() {
         findings.extend(evidence.incomplete.iter().cloned());

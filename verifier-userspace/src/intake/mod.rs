@@ -18,7 +18,8 @@ pub use decode::{Clock, DecodeError, decode};
 
 use crate::{
     ebpf::Counters,
-    events::{Event, LossEvent, WallNanos},
+    events::{Event, FileOp, LossEvent, ReportedPath, WallNanos},
+    packages::UsrMerge,
 };
 
 /// Name under which undecodable records appear in a [`LossEvent`].
@@ -58,6 +59,9 @@ pub struct EventStream {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, ProgramCounters>,
     clock: Clock,
+    /// `/bin` → `/usr/bin` and the like: paths taken from user strings name the same files as
+    /// the kernel's, so history and lookups agree on one spelling.
+    usr_merge: UsrMerge,
     pending: VecDeque<Event>,
     /// Losses per program at the last check.
     seen_losses: Vec<(&'static str, u64)>,
@@ -80,6 +84,7 @@ impl EventStream {
             ring,
             counters,
             clock: current_clock(),
+            usr_merge: UsrMerge::detect(),
             pending: VecDeque::new(),
             seen_losses: Vec::new(),
             decode_failures: 0,
@@ -141,7 +146,10 @@ impl EventStream {
         while let Some(item) = ring.next() {
             drained += 1;
             match decode(&item, &self.clock) {
-                Ok(event) => self.pending.push_back(event),
+                Ok(mut event) => {
+                    canonicalize_paths(&mut event, &self.usr_merge);
+                    self.pending.push_back(event);
+                }
                 Err(error) => {
                     self.decode_failures += 1;
                     warn!(%error, bytes = ?&item[..item.len().min(136)], "undecodable record");
@@ -201,5 +209,36 @@ impl EventStream {
             self.reported_decode_failures = self.decode_failures;
         }
         lost
+    }
+}
+
+/// Rewrites usr-merge aliases in the paths of `event` (`/bin/x` → `/usr/bin/x`). Kernel paths
+/// already are canonical; user strings (renames, links, unlinks without a kernel object) may not
+/// be. Truncated and unresolved paths, and symlink text, are left as they are.
+fn canonicalize_paths(event: &mut Event, usr_merge: &UsrMerge) {
+    if usr_merge.aliases().is_empty() {
+        return;
+    }
+    if let Event::File(file) = event {
+        canonicalize(&mut file.path, usr_merge);
+        if matches!(
+            file.op,
+            FileOp::Rename | FileOp::RenameExchange | FileOp::Link
+        ) && let Some(target) = &mut file.target
+        {
+            canonicalize(target, usr_merge);
+        }
+    }
+}
+
+fn canonicalize(path: &mut ReportedPath, usr_merge: &UsrMerge) {
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    if path.truncated || !path.bytes.starts_with(b"/") {
+        return;
+    }
+    let original = std::path::Path::new(std::ffi::OsStr::from_bytes(&path.bytes));
+    let canonical = usr_merge.canonical(original);
+    if canonical != original {
+        path.bytes = canonical.into_os_string().into_vec();
     }
 }

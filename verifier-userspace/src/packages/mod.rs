@@ -21,7 +21,7 @@ use std::{fmt, path::PathBuf, sync::Arc};
 
 use serde::Serialize;
 
-pub use index::{IndexStats, OwnershipChange, PackageIndex, PathVerification};
+pub use index::{IndexStats, OwnershipChange, PackageIndex, PathVerification, UsrMerge};
 pub use verify::{Mismatch, VerifyOutcome, verify_file};
 
 /// Which package database an entry comes from.

@@ -33,6 +33,7 @@ impl Store {
         path: &Path,
         current: Option<FileId>,
     ) -> Result<FileHistory, StoreError> {
+        let path = super::store_key(path);
         let path = path.as_os_str().as_bytes();
         let name = name_of(&self.connection, path)?;
         let memory_name = self
@@ -224,6 +225,7 @@ impl Store {
     /// `baseline.time` is discarded (for its inode, the path's own operations, and inodes that
     /// were replaced or deleted at the path and have no other name).
     pub fn mark_trusted(&mut self, path: &Path, baseline: Baseline) -> Result<(), StoreError> {
+        let path = super::store_key(path);
         let path = path.as_os_str().as_bytes();
         let (connection, writer) = self.writer()?;
         let transaction = connection.transaction()?;

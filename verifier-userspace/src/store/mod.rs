@@ -135,6 +135,16 @@ pub struct Store {
     writer: Option<WriterState>,
 }
 
+/// The spelling under which the store keeps `path`: usr-merge aliases (`/bin/x`) become their
+/// `/usr` path, as the recorder's events are stored (see intake), so a package listing `/bin/x`
+/// and an alert about either name find the same history and baseline.
+pub(crate) fn store_key(path: &Path) -> PathBuf {
+    static USR_MERGE: std::sync::OnceLock<crate::packages::UsrMerge> = std::sync::OnceLock::new();
+    USR_MERGE
+        .get_or_init(crate::packages::UsrMerge::detect)
+        .canonical(path)
+}
+
 /// Nanoseconds since the Unix epoch now.
 pub fn now() -> WallNanos {
     SystemTime::now()

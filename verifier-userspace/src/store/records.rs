@@ -185,7 +185,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 to_sql(time),
-                path_bytes(&change.path),
+                path_bytes(&super::store_key(&change.path)),
                 change.previous_owner,
                 change.previous_name,
                 change.new_owner,
@@ -206,25 +206,26 @@ impl Store {
              FROM ownership_changes WHERE path = ?1 AND time >= ?2 ORDER BY time, id",
         )?;
         let since = i64::try_from(since).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![path_bytes(path), since], |row| {
-            let path: Vec<u8> = row.get(1)?;
-            Ok((
-                from_sql(row.get(0)?),
-                OwnershipChange {
-                    path: std::path::PathBuf::from(std::ffi::OsString::from_vec(path)),
-                    previous_owner: row.get(2)?,
-                    previous_name: row.get(3)?,
-                    new_owner: row.get(4)?,
-                    replaces_declared: row.get(5)?,
-                },
-            ))
-        })?;
+        let rows =
+            statement.query_map(params![path_bytes(&super::store_key(path)), since], |row| {
+                let path: Vec<u8> = row.get(1)?;
+                Ok((
+                    from_sql(row.get(0)?),
+                    OwnershipChange {
+                        path: std::path::PathBuf::from(std::ffi::OsString::from_vec(path)),
+                        previous_owner: row.get(2)?,
+                        previous_name: row.get(3)?,
+                        new_owner: row.get(4)?,
+                        replaces_declared: row.get(5)?,
+                    },
+                ))
+            })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The baseline of a path, if it was ever trusted.
     pub fn baseline(&self, path: &Path) -> Result<Option<Baseline>, StoreError> {
-        baseline_of(&self.connection, path_bytes(path))
+        baseline_of(&self.connection, path_bytes(&super::store_key(path)))
     }
 
     /// Records a verdict; returns its id.
