@@ -35,6 +35,11 @@ pub fn acquire() -> anyhow::Result<PackageLock> {
     Ok(PackageLock { _file: Some(file) })
 }
 
+/// Whether process `pid` holds a flock on `file`'s inode.
+pub fn held_by(file: &File, pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| holders(file).contains(&pid))
+}
+
 fn try_lock(file: &File, operation: libc::c_int) -> anyhow::Result<bool> {
     loop {
         // SAFETY: flock on a descriptor we own.

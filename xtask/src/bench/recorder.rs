@@ -299,7 +299,9 @@ impl Drop for DebWorkload {
 
 /// `flock` on the shared dpkg lock file, held while it lives.
 struct DpkgLock {
-    _held: fs::File,
+    /// `None` when this process already holds the lock (`cargo xtask bench` takes it for the
+    /// whole run, see `super::lock`): a second `flock` from here would wait on ourselves.
+    _held: Option<fs::File>,
 }
 
 impl DpkgLock {
@@ -309,11 +311,14 @@ impl DpkgLock {
             .append(true)
             .open(DPKG_LOCK)
             .with_context(|| format!("opening {DPKG_LOCK}"))?;
+        if super::lock::held_by(&file, std::process::id()) {
+            return Ok(Self { _held: None });
+        }
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("flock {DPKG_LOCK}: {}", std::io::Error::last_os_error());
         }
-        Ok(Self { _held: file })
+        Ok(Self { _held: Some(file) })
     }
 }
 
