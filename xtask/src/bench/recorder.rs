@@ -13,7 +13,7 @@
 use std::{
     fmt::Write as _,
     fs,
-    os::unix::{fs::PermissionsExt as _, io::AsRawFd as _},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -24,6 +24,7 @@ use anyhow::{Context as _, bail, ensure};
 
 use super::{
     Options, Report,
+    lock::{self, PackageLock},
     report::{Comparison, Samples},
 };
 use crate::process::{cargo, run_checked, workspace_root};
@@ -36,7 +37,6 @@ const DEB_FILES_PER_DIR: usize = 100;
 /// The target: at most this much wall time with the daemon running.
 const TARGET_OVERHEAD: f64 = 1.05;
 /// Serialises dpkg runs with the tests and benchmarks of parallel sessions.
-const DPKG_LOCK: &str = "/tmp/verifier-dpkg.lock";
 /// Longest wait for the daemon to start, and for the store to catch up after a workload.
 const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(120);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -109,7 +109,7 @@ trait Workload {
     /// The roots the daemon watches while this workload runs.
     fn watched_roots(&self) -> Vec<PathBuf>;
     /// Prepares (untimed), e.g. takes the dpkg lock.
-    fn prepare(&self) -> anyhow::Result<Option<DpkgLock>>;
+    fn prepare(&self) -> anyhow::Result<Option<PackageLock>>;
     /// Runs it once and returns its wall time.
     fn run_once(&self) -> anyhow::Result<Duration>;
     /// Cleans up after one run (untimed; the daemon may still be watching).
@@ -149,7 +149,7 @@ impl Workload for FilesWorkload {
         vec![self.dir.clone()]
     }
 
-    fn prepare(&self) -> anyhow::Result<Option<DpkgLock>> {
+    fn prepare(&self) -> anyhow::Result<Option<PackageLock>> {
         Ok(None)
     }
 
@@ -224,7 +224,7 @@ impl DebWorkload {
             deb,
             install_root,
         };
-        let _lock = DpkgLock::take()?;
+        let _lock = lock::acquire_within_run()?;
         workload.purge()?;
         Ok(workload)
     }
@@ -261,8 +261,8 @@ impl Workload for DebWorkload {
         vec![PathBuf::from("/opt"), PathBuf::from("/var/lib/dpkg")]
     }
 
-    fn prepare(&self) -> anyhow::Result<Option<DpkgLock>> {
-        DpkgLock::take().map(Some)
+    fn prepare(&self) -> anyhow::Result<Option<PackageLock>> {
+        lock::acquire_within_run().map(Some)
     }
 
     fn run_once(&self) -> anyhow::Result<Duration> {
@@ -290,35 +290,10 @@ impl Workload for DebWorkload {
 impl Drop for DebWorkload {
     fn drop(&mut self) {
         if self.install_root.exists()
-            && let Ok(_lock) = DpkgLock::take()
+            && let Ok(_lock) = lock::acquire_within_run()
         {
             let _ = self.purge();
         }
-    }
-}
-
-/// `flock` on the shared dpkg lock file, held while it lives.
-struct DpkgLock {
-    /// `None` when this process already holds the lock (`cargo xtask bench` takes it for the
-    /// whole run, see `super::lock`): a second `flock` from here would wait on ourselves.
-    _held: Option<fs::File>,
-}
-
-impl DpkgLock {
-    fn take() -> anyhow::Result<Self> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(DPKG_LOCK)
-            .with_context(|| format!("opening {DPKG_LOCK}"))?;
-        if super::lock::held_by(&file, std::process::id()) {
-            return Ok(Self { _held: None });
-        }
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("flock {DPKG_LOCK}: {}", std::io::Error::last_os_error());
-        }
-        Ok(Self { _held: Some(file) })
     }
 }
 
