@@ -134,6 +134,19 @@ impl TestDaemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log contains `needle`; panics after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not log {needle:?} within {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn ar_log_text(&self) -> String {
         fs::read_to_string(&self.ar_log).unwrap_or_default()
     }

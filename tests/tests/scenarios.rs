@@ -104,31 +104,6 @@ impl Scenario {
     }
 }
 
-impl Scenario {
-    /// A genuine change the verifier still alerts on (fails closed): records the row with
-    /// `known` as its note and asserts the current verdict, so the table shows the false alert
-    /// and this test fails (and must be flipped to [`Scenario::check`]) once it is fixed.
-    fn check_known_false_alert(
-        &mut self,
-        daemon: &TestDaemon,
-        verdict: &Verdict,
-        reason: &str,
-        known: &str,
-    ) {
-        self.note(format!("KNOWN FALSE ALERT (fails closed): {known}"));
-        self.record(&verdict.status, &verdict.reason);
-        assert!(
-            verdict.status == "failed" && verdict.reason.contains(reason),
-            "scenario {} ({}): known false alert changed: now {} ({})\ndaemon log:\n{}",
-            self.id,
-            self.title,
-            verdict.status,
-            verdict.reason,
-            daemon.log_text()
-        );
-    }
-}
-
 impl Drop for Scenario {
     fn drop(&mut self) {
         if !self.recorded {
@@ -752,24 +727,31 @@ fn transition(
     };
     let _installed = pkg.installed();
     debs::install(&from, &[]);
-    let daemon = TestDaemon::start(ACCEPT_CONFFILES);
+    let daemon = if first == second {
+        // A reinstall leaves the unchanged conffile alone: nothing writes it, so only the
+        // enrollment baseline (on by default) can vouch for it. The roots are narrowed to the
+        // package's directories so that enrollment hashes a few files, not the whole system.
+        let daemon = TestDaemon::start(&format!(
+            "[policy]\naccept_managed_conffiles = true\n\n[recorder]\nwatched_roots = \
+             [\"/etc\", \"{}\", \"/usr/lib/{}\"]\n",
+            pkg.tool, pkg.name
+        ));
+        daemon.wait_for_log("enrollment done", Duration::from_secs(120));
+        daemon
+    } else {
+        TestDaemon::start(ACCEPT_CONFFILES)
+    };
     debs::install(&to, &["--force-confnew"]);
     let tool = verdict(&daemon, SyscheckEvent::Changed, &pkg.tool);
     let conf = verdict(&daemon, SyscheckEvent::Changed, &pkg.conf);
     conffile.record(&conf.status, &conf.reason);
     program.check(&daemon, &tool, "written only by package transaction");
-    if first == second {
-        conffile.check_known_false_alert(
-            &daemon,
-            &conf,
-            "monitoring_not_started",
-            "dpkg leaves an unchanged conffile alone on reinstall, so there is no write to \
-             accept, and this test daemon runs without enrollment (no baseline); syscheck would \
-             not alert on an unchanged file either",
-        );
+    let conf_reason = if first == second {
+        "no write recorded since it was trusted"
     } else {
-        conffile.check(&daemon, &conf, "written only by package transaction");
-    }
+        "written only by package transaction"
+    };
+    conffile.check(&daemon, &conf, conf_reason);
 }
 
 #[test]
@@ -884,13 +866,7 @@ fn ok07_symlink() {
     let daemon = TestDaemon::start(NO_ENROLL);
     debs::install(&v2, &["--force-confnew"]);
     let verdict = verdict(&daemon, SyscheckEvent::Changed, &link);
-    scenario.check_known_false_alert(
-        &daemon,
-        &verdict,
-        "monitoring_not_started",
-        "with syscall tracepoints `symlink()` reports no inode, so the new link's creation is not \
-         tied to the inode dpkg renames into place and its history start is unknown",
-    );
+    scenario.check(&daemon, &verdict, "written only by package transaction");
 }
 
 /// A package that lists /bin/<name> on a usr-merged system (the file lives in /usr/bin), alerted

@@ -84,8 +84,16 @@ pub enum ProgramId {
     LsmInodeSetattr = 20,
 }
 
-/// Number of [`ProgramId`]s (size of the counters map).
+/// Number of [`ProgramId`]s.
 pub const PROGRAM_COUNT: u32 = 21;
+
+/// The counters map's extra slot after the programs' own: every program also counts its lost
+/// records (`ringbuf_full`, `errors`) there, so that userspace learns whether anything was lost
+/// from one lookup, and reads the per-program slots only when something was.
+pub const LOSS_SUMMARY_SLOT: u32 = PROGRAM_COUNT;
+
+/// Size of the counters map: one slot per program and the loss summary.
+pub const COUNTER_SLOTS: u32 = PROGRAM_COUNT + 1;
 
 /// `FileRecord::syscall` of records from the LSM backend: the hook runs before the operation, so
 /// the record is an attempt that passed the earlier permission checks (see the README).

@@ -7,7 +7,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
     },
 };
-use verifier_common::{ProgramCounters, ProgramId, RecordHeader};
+use verifier_common::{LOSS_SUMMARY_SLOT, ProgramCounters, ProgramId, RecordHeader};
 
 use crate::{
     kernel::{off, read_ptr, read_u32, read_u64},
@@ -41,6 +41,24 @@ pub fn count(program: ProgramId, what: Count) {
         Count::Error => &mut counters.errors,
     };
     *slot += 1;
+    if matches!(what, Count::RingbufFull | Count::Error) {
+        count_loss_summary(what);
+    }
+}
+
+/// Bumps the loss summary slot (see `LOSS_SUMMARY_SLOT`).
+#[inline(always)]
+fn count_loss_summary(what: Count) {
+    let Some(summary) = COUNTERS.get_ptr_mut(LOSS_SUMMARY_SLOT) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot: no other writer runs on this CPU at once.
+    let summary: &mut ProgramCounters = unsafe { &mut *summary };
+    if matches!(what, Count::RingbufFull) {
+        summary.ringbuf_full += 1;
+    } else {
+        summary.errors += 1;
+    }
 }
 
 /// The current task (`struct task_struct *`).

@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use verifier_common::{
-    FileKey, IoUringKey, KernelOffsets, PATH_CAP, PROGRAM_COUNT, ProgramCounters, SyscallStash,
+    COUNTER_SLOTS, FileKey, IoUringKey, KernelOffsets, PATH_CAP, ProgramCounters, SyscallStash,
     TxnState,
 };
 
@@ -22,9 +22,9 @@ pub static RING_WAKEUP_BYTES: u64 = 0;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 
-/// Per-program counters, indexed by `ProgramId`.
+/// Per-program counters, indexed by `ProgramId`, then the loss summary (`LOSS_SUMMARY_SLOT`).
 #[map]
-pub static COUNTERS: PerCpuArray<ProgramCounters> = PerCpuArray::with_max_entries(PROGRAM_COUNT, 0);
+pub static COUNTERS: PerCpuArray<ProgramCounters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// Verified package-manager executables (kernel device encoding, inode); filled by userspace.
 #[map]

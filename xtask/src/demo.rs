@@ -9,13 +9,7 @@ pub struct Options {}
 
 pub fn run(_options: &Options) -> anyhow::Result<()> {
     require_root("demo")?;
-    run_checked(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "verifier-userspace",
-        "--bins",
-    ]))?;
+    crate::release::build()?;
     run_checked(cargo().args([
         "run",
         "--quiet",

@@ -3,6 +3,7 @@ mod bench;
 mod build_ebpf;
 mod demo;
 mod process;
+mod release;
 mod scenarios;
 mod test;
 mod vm;
@@ -20,6 +21,8 @@ struct Args {
 enum Task {
     /// Build the eBPF object directly (shows compiler errors verbatim).
     BuildEbpf(build_ebpf::Options),
+    /// Build the release binaries as installed (`verifier`, and the static `verify-file` shim).
+    Release(release::Options),
     /// Run every check and test: fmt, clippy, unit, integration and root/eBPF tests.
     Test(test::Options),
     /// The main job: the daemon judging a real dpkg upgrade, a tampered file and a hand-made change.
@@ -35,6 +38,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Args::parse().task {
         Task::BuildEbpf(options) => build_ebpf::run(&options),
+        Task::Release(options) => release::run(&options),
         Task::Test(options) => test::run(&options),
         Task::Demo(options) => demo::run(&options),
         Task::Bench(options) => bench::run(&options),

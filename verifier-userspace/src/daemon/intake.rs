@@ -171,6 +171,8 @@ fn store_chunks(
 ) {
     while let Some(chunk) = queued.blocking_recv() {
         let chunk = coalesce(chunk, &mut queued);
+        // Verdicts queued since the last chunk (the reader sends one at least every idle tick).
+        drop(daemon.store_written());
         if !chunk.events.is_empty() {
             apply(daemon, &chunk.events, runtime);
         }

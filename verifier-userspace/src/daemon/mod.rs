@@ -89,6 +89,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         self_critical,
         trusted_package_managers: Mutex::new(trusted),
         intake: intake::Progress::default(),
+        verdicts_in_flight: std::sync::atomic::AtomicUsize::new(0),
         started,
         config,
     });
@@ -259,6 +260,9 @@ pub(crate) struct Daemon {
     /// The package-manager binaries the kernel treats as transaction roots, as last verified.
     trusted_package_managers: Mutex<Vec<(PathBuf, FileId)>>,
     intake: intake::Progress,
+    /// Verify requests being decided now: a verdict's store writes wait for the next batch
+    /// while others are under way (see `Store::queue_verdict`).
+    verdicts_in_flight: std::sync::atomic::AtomicUsize,
     started: Instant,
 }
 
@@ -268,6 +272,15 @@ impl Daemon {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The store with every queued verdict written (for readers that show verdicts).
+    fn store_written(&self) -> MutexGuard<'_, Store> {
+        let mut store = self.lock_store();
+        if let Err(error) = store.write_queued_verdicts() {
+            error!(%error, "cannot store the queued verdicts");
+        }
+        store
     }
 
     fn lock_recorder(&self) -> MutexGuard<'_, Recorder> {
@@ -314,7 +327,7 @@ impl Handler for Daemon {
                 info!(alert = %alert.alert_id, path = %alert.path, ?peer, "verify request");
                 Response::new(ResponseBody::Verdict(self.verify(alert).await))
             }
-            RequestBody::Explain { path } => match self.lock_store().explain(Path::new(&path)) {
+            RequestBody::Explain { path } => match self.store_written().explain(Path::new(&path)) {
                 Ok(explanation) => Response::new(ResponseBody::Explain {
                     explanation: serde_json::to_value(explanation).unwrap_or_default(),
                 }),

@@ -4,7 +4,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -26,7 +29,7 @@ use crate::{
     events::{FileId, WallNanos},
     intake::wall_clock_now,
     protocol::{AlertRef, ChangeKind, Outcome, Verdict},
-    store::{Baseline, PendingRequest, TransactionKey, VerdictRecord, current_boot_id},
+    store::{Baseline, PendingRequest, Store, TransactionKey, VerdictRecord, current_boot_id},
 };
 
 /// A decision and what it was made from.
@@ -41,6 +44,7 @@ struct Decided {
 impl Daemon {
     /// Decides on one alert and concludes it (logs, stores, mails or defers).
     pub(crate) async fn verify(&self, alert: AlertRef) -> Verdict {
+        let _in_flight = InFlight::enter(&self.verdicts_in_flight);
         let received = wall_clock_now();
         let caught_up = self
             .intake
@@ -122,37 +126,13 @@ impl Daemon {
             dev: state.dev,
             ino: state.ino,
         });
-        let store = self.lock_store();
-        let mut history = match store.file_history(path, current_id) {
-            Ok(history) => history,
-            Err(error) => {
-                evidence
-                    .incomplete
-                    .push(format!("the provenance store could not be read: {error}"));
-                return 0;
-            }
-        };
-        if evidence.change == ChangeKind::Deleted {
-            narrow_to_last_removal(&mut history, path);
+        let mut store = self.lock_store();
+        if store.trust_queued_for(path)
+            && let Err(error) = store.write_queued_verdicts()
+        {
+            error!(%error, "cannot store the queued verdicts");
         }
-        let (writes, incomplete) =
-            provenance_evidence(path, &history, |key| match store.transaction(key) {
-                Ok(record) => record,
-                Err(error) => {
-                    error!(%error, ?key, "cannot read a transaction");
-                    None
-                }
-            });
-        evidence.writes = writes;
-        evidence.incomplete.extend(incomplete);
-        evidence.baseline = history.baseline.as_ref().map(baseline_evidence);
-        match store.gaps_overlapping(history.earliest_relevant, wall_clock_now()) {
-            Ok(gaps) => evidence.gaps = gaps.iter().map(describe_gap).collect(),
-            Err(error) => evidence
-                .incomplete
-                .push(format!("the recorded gaps could not be read: {error}")),
-        }
-        history.earliest_relevant
+        store.in_read_snapshot(|store| read_provenance(store, path, current_id, evidence))
     }
 
     /// Packages that took the file over from another installed package since `since`.
@@ -287,14 +267,21 @@ impl Daemon {
             reason: decision.reason.clone(),
             reasoning,
         };
-        if let Err(error) = store.record_verdict(&stored) {
+        let trust = if decision.outcome == Outcome::Succeeded {
+            new_baseline(evidence, digest).map(|baseline| (path.to_path_buf(), baseline))
+        } else {
+            None
+        };
+        if let Err(error) = store.queue_verdict(stored, trust) {
             error!(%error, "cannot store the verdict");
         }
-        if decision.outcome == Outcome::Succeeded
-            && let Some(baseline) = new_baseline(evidence, digest)
-            && let Err(error) = store.mark_trusted(path, baseline)
+        // Alone, it is written now; in a burst, with the others (by the last one in flight, the
+        // intake's next chunk, or once the queue is long).
+        let alone = self.verdicts_in_flight.load(Ordering::Relaxed) <= 1;
+        if (alone || store.queued_verdicts() >= MAX_QUEUED_VERDICTS)
+            && let Err(error) = store.write_queued_verdicts()
         {
-            error!(%error, path = %path.display(), "cannot record the new trusted baseline");
+            error!(%error, "cannot store the verdicts and their baselines");
         }
         drop(store);
         let verdict = Verdict {
@@ -321,6 +308,65 @@ impl Daemon {
             ));
         }
         verdict
+    }
+}
+
+/// The provenance part of the evidence, read from the store (in one snapshot); returns the time
+/// from which the history matters (0: since ever).
+fn read_provenance(
+    store: &Store,
+    path: &Path,
+    current_id: Option<FileId>,
+    evidence: &mut Evidence,
+) -> WallNanos {
+    let mut history = match store.file_history(path, current_id) {
+        Ok(history) => history,
+        Err(error) => {
+            evidence
+                .incomplete
+                .push(format!("the provenance store could not be read: {error}"));
+            return 0;
+        }
+    };
+    if evidence.change == ChangeKind::Deleted {
+        narrow_to_last_removal(&mut history, path);
+    }
+    let (writes, incomplete) =
+        provenance_evidence(path, &history, |key| match store.transaction(key) {
+            Ok(record) => record,
+            Err(error) => {
+                error!(%error, ?key, "cannot read a transaction");
+                None
+            }
+        });
+    evidence.writes = writes;
+    evidence.incomplete.extend(incomplete);
+    evidence.baseline = history.baseline.as_ref().map(baseline_evidence);
+    match store.gaps_overlapping(history.earliest_relevant, wall_clock_now()) {
+        Ok(gaps) => evidence.gaps = gaps.iter().map(describe_gap).collect(),
+        Err(error) => evidence
+            .incomplete
+            .push(format!("the recorded gaps could not be read: {error}")),
+    }
+    history.earliest_relevant
+}
+
+/// Queued verdicts written at once, at most: one transaction's worth in a burst of alerts.
+const MAX_QUEUED_VERDICTS: usize = 64;
+
+/// Counts a verify request as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -13,5 +13,7 @@ pub mod kernel_layout;
 pub mod preexisting;
 mod recorder;
 
-pub(crate) use recorder::read_counters as recorder_counters;
 pub use recorder::{Counters, ProgramInfo, Recorder, RecorderError, probe_program_types};
+pub(crate) use recorder::{
+    read_counters as recorder_counters, read_loss_summary as recorder_loss_summary,
+};

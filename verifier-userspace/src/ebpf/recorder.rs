@@ -10,7 +10,7 @@ use aya::{
     programs::{BtfTracePoint, Iter, Lsm, ProgramError},
 };
 use tracing::{debug, info, warn};
-use verifier_common::{FileKey, ProgramCounters, ProgramId};
+use verifier_common::{FileKey, LOSS_SUMMARY_SLOT, ProgramCounters, ProgramId};
 
 use super::{
     backend::{self, ActiveBackend, BackendError, Hook, ProgramSpec},
@@ -387,6 +387,20 @@ pub(crate) fn read_counters(
         counters.per_program.insert(id.name(), sum);
     }
     Ok(counters)
+}
+
+/// Records lost by any program (ring buffer full or errors), summed over CPUs: one lookup of the
+/// loss summary slot, which every program bumps along with its own counters.
+pub(crate) fn read_loss_summary(
+    map: &PerCpuArray<MapData, ProgramCounters>,
+) -> Result<u64, RecorderError> {
+    let per_cpu = map
+        .get(&LOSS_SUMMARY_SLOT, 0)
+        .map_err(map_error(COUNTERS_MAP))?;
+    Ok(per_cpu
+        .iter()
+        .map(|counters| counters.ringbuf_full + counters.errors)
+        .sum())
 }
 
 /// Tracepoints renamed across kernel versions: (current name, older name with the same arguments).

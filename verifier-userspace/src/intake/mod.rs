@@ -65,6 +65,8 @@ pub struct EventStream {
     pending: VecDeque<Event>,
     /// Losses per program at the last check.
     seen_losses: Vec<(&'static str, u64)>,
+    /// The loss summary when the per-program counters were last read.
+    seen_loss_summary: u64,
     decode_failures: u64,
     reported_decode_failures: u64,
     last_check: WallNanos,
@@ -87,6 +89,7 @@ impl EventStream {
             usr_merge: UsrMerge::detect(),
             pending: VecDeque::new(),
             seen_losses: Vec::new(),
+            seen_loss_summary: 0,
             decode_failures: 0,
             reported_decode_failures: 0,
             // Losses between loading and taking the stream fall in the first window.
@@ -160,10 +163,19 @@ impl EventStream {
     }
 
     /// Turns any growth of the loss counters into a [`LossEvent`] queued after what was drained.
+    /// Reads the loss summary (one map lookup); only when it grew, the per-program counters.
     fn check_losses(&mut self) {
         let now = wall_clock_now();
         self.last_check_instant = std::time::Instant::now();
-        let counters = match crate::ebpf::recorder_counters(&self.counters) {
+        let counters = crate::ebpf::recorder_loss_summary(&self.counters).and_then(|summary| {
+            if summary == self.seen_loss_summary {
+                return Ok(None);
+            }
+            let counters = crate::ebpf::recorder_counters(&self.counters)?;
+            self.seen_loss_summary = summary;
+            Ok(Some(counters))
+        });
+        let counters = match counters {
             Ok(counters) => counters,
             Err(error) => {
                 warn!(%error, "cannot read loss counters; reporting a loss");
@@ -176,7 +188,7 @@ impl EventStream {
                 return;
             }
         };
-        let lost = self.new_losses(&counters);
+        let lost = self.new_losses(counters.as_ref());
         if !lost.is_empty() {
             self.pending.push_back(Event::Loss(LossEvent {
                 from: self.last_check,
@@ -188,17 +200,21 @@ impl EventStream {
         self.last_check = now;
     }
 
-    fn new_losses(&mut self, counters: &Counters) -> Vec<(String, u64)> {
+    /// Per-program losses since the last report (when the counters were read), then decode
+    /// failures.
+    fn new_losses(&mut self, counters: Option<&Counters>) -> Vec<(String, u64)> {
         let mut lost = Vec::new();
-        for (name, seen) in &mut self.seen_losses {
-            let total = counters
-                .per_program
-                .get(name)
-                .map(|c| c.ringbuf_full + c.errors)
-                .unwrap_or(0);
-            if total > *seen {
-                lost.push(((*name).to_owned(), total - *seen));
-                *seen = total;
+        if let Some(counters) = counters {
+            for (name, seen) in &mut self.seen_losses {
+                let total = counters
+                    .per_program
+                    .get(name)
+                    .map(|c| c.ringbuf_full + c.errors)
+                    .unwrap_or(0);
+                if total > *seen {
+                    lost.push(((*name).to_owned(), total - *seen));
+                    *seen = total;
+                }
             }
         }
         if self.decode_failures > self.reported_decode_failures {

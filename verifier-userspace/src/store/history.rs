@@ -4,6 +4,7 @@
 
 use std::{collections::HashSet, os::unix::ffi::OsStrExt, path::Path};
 
+use super::statements::CachedStatements as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -67,7 +68,7 @@ impl Store {
             entries.sort_by_key(|entry| entry.time);
         }
 
-        let created = file
+        let mut created = file
             .and_then(|file| last_creation(&entries, file))
             .or_else(|| {
                 // A first operation creating an inode the recorder could not name.
@@ -76,6 +77,17 @@ impl Store {
                     .filter(|first| creates_inode(first) && !first.prior_history_unknown)
                     .map(|first| first.time)
             });
+        let mut symlink_renamed_in = false;
+        if created.is_none()
+            && trusted_time.is_none()
+            && let Some(made) =
+                self.symlink_renamed_into_place(path, &entries, &path_events, path_cutoff, file)?
+        {
+            created = made.first().map(|creation| creation.time);
+            entries.extend(made);
+            entries.sort_by_key(|entry| entry.time);
+            symlink_renamed_in = true;
+        }
         let start = match (trusted_time, created) {
             (Some(time), _) => HistoryStart::Trusted { time },
             (None, Some(time)) => HistoryStart::Created { time },
@@ -116,8 +128,69 @@ impl Store {
             replaced_files,
             incomplete: Vec::new(),
         };
-        history.incomplete = incompleteness(&history, current);
+        history.incomplete = incompleteness(&history, current, symlink_renamed_in);
         Ok(history)
+    }
+
+    /// With syscall tracepoints `symlink()` reports no inode (and an LSM hook runs before the
+    /// inode exists), so a symlink made under a temporary name and renamed into place — dpkg's
+    /// `x.dpkg-new` → `x` — has no recorded creation. Returns that creation, and the metadata
+    /// changes of the source name after it, when the last operation that put a file at `path` is
+    /// a plain rename by the process that, as the last operation on the rename's source name
+    /// other than metadata changes, created a symlink there, and nothing but metadata changes
+    /// named `path` since. The file at `path` is then that symlink: a symlink's text
+    /// cannot be rewritten in place, and any other way to put a file there names the path.
+    fn symlink_renamed_into_place(
+        &self,
+        path: &[u8],
+        entries: &[HistoryEntry],
+        path_events: &[HistoryEntry],
+        after: u64,
+        current: Option<FileId>,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        let mut naming: Vec<&HistoryEntry> = entries
+            .iter()
+            .chain(path_events)
+            .filter(|entry| names_as_destination(entry, path) || names_as_source(entry, path))
+            .collect();
+        naming.sort_by_key(|entry| entry.time);
+        let Some(rename) = naming.iter().rev().find(|entry| !is_metadata_change(entry)) else {
+            return Ok(None);
+        };
+        if rename.op != EntryOp::File(FileOp::Rename)
+            || !names_as_destination(rename, path)
+            || rename.path.is_unanchored()
+            || rename.file.is_some_and(|moved| Some(moved) != current)
+        {
+            return Ok(None);
+        }
+        let source = rename.path.path.as_bytes();
+        let mut on_source: Vec<HistoryEntry> = self
+            .path_entries(source, after, &mut HashSet::new())?
+            .into_iter()
+            .filter(|entry| entry.time <= rename.time && entry != *rename)
+            .filter(|entry| names_as_destination(entry, source) || names_as_source(entry, source))
+            .collect();
+        on_source.sort_by_key(|entry| entry.time);
+        // The symlink's own ownership and times (dpkg's lchown and utimensat) may follow it.
+        let Some(creation_index) = on_source
+            .iter()
+            .rposition(|entry| !is_metadata_change(entry))
+        else {
+            return Ok(None);
+        };
+        let creation = &on_source[creation_index];
+        let same_process = |a: &HistoryEntry, b: &HistoryEntry| {
+            (&a.writer.boot, a.writer.pid, a.writer.start_time_ns)
+                == (&b.writer.boot, b.writer.pid, b.writer.start_time_ns)
+        };
+        let made_here = creation.op == EntryOp::File(FileOp::Symlink)
+            && creation.file.is_none()
+            && !creation.path.is_unanchored()
+            && !creation.prior_history_unknown
+            && same_process(creation, rename);
+        // Its metadata changes are the file's own history: their writers are judged too.
+        Ok(made_here.then(|| on_source.split_off(creation_index)))
     }
 
     fn select_entries(
@@ -225,76 +298,95 @@ impl Store {
     /// `baseline.time` is discarded (for its inode, the path's own operations, and inodes that
     /// were replaced or deleted at the path and have no other name).
     pub fn mark_trusted(&mut self, path: &Path, baseline: Baseline) -> Result<(), StoreError> {
-        let path = super::store_key(path);
-        let path = path.as_os_str().as_bytes();
         let (connection, writer) = self.writer()?;
         let transaction = connection.transaction()?;
-        let cutoff = to_sql(baseline.time);
-        transaction.execute(
-            "INSERT OR REPLACE INTO baselines (path, dev, ino, size, mtime, ctime, digest, \
-             algorithm, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                path,
-                to_sql(baseline.file.dev),
-                to_sql(baseline.file.ino),
-                to_sql(baseline.size),
-                baseline.mtime_ns,
-                baseline.ctime_ns,
-                baseline.digest,
-                baseline.algorithm,
-                cutoff
-            ],
-        )?;
-        let former = former_inodes(&transaction, path, cutoff)?;
-        transaction.execute(
-            "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3",
-            params![to_sql(baseline.file.dev), to_sql(baseline.file.ino), cutoff],
-        )?;
-        transaction.execute(
-            "DELETE FROM file_events WHERE path = ?1 AND time <= ?2",
-            params![path, cutoff],
-        )?;
-        transaction.execute(
-            "DELETE FROM file_events WHERE target = ?1 AND time <= ?2",
-            params![path, cutoff],
-        )?;
-        for old in former.into_iter().filter(|old| *old != baseline.file) {
-            transaction.execute(
-                "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3 \
-                 AND NOT EXISTS (SELECT 1 FROM names WHERE dev = ?1 AND ino = ?2 \
-                 AND removed_at IS NULL)",
-                params![to_sql(old.dev), to_sql(old.ino), cutoff],
-            )?;
-        }
-        transaction.execute(
-            "INSERT INTO names (path, dev, ino, since, removed_at) VALUES (?1, ?2, ?3, ?4, NULL) \
-             ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, \
-             since = excluded.since, removed_at = NULL",
-            params![
-                path,
-                to_sql(baseline.file.dev),
-                to_sql(baseline.file.ino),
-                cutoff
-            ],
-        )?;
-        if let Some(cached) = writer.cache.take(&baseline.file) {
-            for entry in cached
-                .entries
-                .iter()
-                .filter(|entry| entry.time > baseline.time)
-            {
-                let stored = HistoryEntry {
-                    source: EntrySource::MemoryCache,
-                    ..entry.clone()
-                };
-                rows::insert_entry(&transaction, writer.boot_no, &stored)?;
-            }
-        }
+        mark_trusted_in(&transaction, writer, path, &baseline)?;
         transaction.commit()?;
-        writer.known_names.remove(path);
-        writer.watched_inodes.insert(baseline.file);
+        forget_trusted_name(writer, path, baseline.file);
         Ok(())
     }
+}
+
+/// The writes of [`Store::mark_trusted`], inside the caller's transaction; after its commit,
+/// [`forget_trusted_name`] updates the writer's memos.
+pub(super) fn mark_trusted_in(
+    transaction: &rusqlite::Transaction<'_>,
+    writer: &mut super::WriterState,
+    path: &Path,
+    baseline: &Baseline,
+) -> Result<(), StoreError> {
+    let path = super::store_key(path);
+    let path = path.as_os_str().as_bytes();
+    let cutoff = to_sql(baseline.time);
+    transaction.execute_cached(
+        "INSERT OR REPLACE INTO baselines (path, dev, ino, size, mtime, ctime, digest, \
+         algorithm, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            path,
+            to_sql(baseline.file.dev),
+            to_sql(baseline.file.ino),
+            to_sql(baseline.size),
+            baseline.mtime_ns,
+            baseline.ctime_ns,
+            baseline.digest,
+            baseline.algorithm,
+            cutoff
+        ],
+    )?;
+    let former = former_inodes(transaction, path, cutoff)?;
+    transaction.execute_cached(
+        "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3",
+        params![to_sql(baseline.file.dev), to_sql(baseline.file.ino), cutoff],
+    )?;
+    transaction.execute_cached(
+        "DELETE FROM file_events WHERE path = ?1 AND time <= ?2",
+        params![path, cutoff],
+    )?;
+    transaction.execute_cached(
+        "DELETE FROM file_events WHERE target = ?1 AND time <= ?2",
+        params![path, cutoff],
+    )?;
+    for old in former.into_iter().filter(|old| *old != baseline.file) {
+        transaction.execute_cached(
+            "DELETE FROM file_events WHERE dev = ?1 AND ino = ?2 AND time <= ?3 \
+             AND NOT EXISTS (SELECT 1 FROM names WHERE dev = ?1 AND ino = ?2 \
+             AND removed_at IS NULL)",
+            params![to_sql(old.dev), to_sql(old.ino), cutoff],
+        )?;
+    }
+    transaction.execute_cached(
+        "INSERT INTO names (path, dev, ino, since, removed_at) VALUES (?1, ?2, ?3, ?4, NULL) \
+         ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, \
+         since = excluded.since, removed_at = NULL",
+        params![
+            path,
+            to_sql(baseline.file.dev),
+            to_sql(baseline.file.ino),
+            cutoff
+        ],
+    )?;
+    if let Some(cached) = writer.cache.take(&baseline.file) {
+        for entry in cached
+            .entries
+            .iter()
+            .filter(|entry| entry.time > baseline.time)
+        {
+            let stored = HistoryEntry {
+                source: EntrySource::MemoryCache,
+                ..entry.clone()
+            };
+            rows::insert_entry(transaction, writer.boot_no, &stored)?;
+        }
+    }
+    Ok(())
+}
+
+/// After a committed [`mark_trusted_in`]: the path's name row was rewritten, and its inode now
+/// has a name under a watched root.
+pub(super) fn forget_trusted_name(writer: &mut super::WriterState, path: &Path, file: FileId) {
+    let path = super::store_key(path);
+    writer.known_names.remove(path.as_os_str().as_bytes());
+    writer.watched_inodes.insert(file);
 }
 
 fn name_of(connection: &Connection, path: &[u8]) -> Result<Option<NameRow>, StoreError> {
@@ -333,7 +425,7 @@ fn former_inodes(
     path: &[u8],
     cutoff: i64,
 ) -> Result<Vec<FileId>, StoreError> {
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare_cached(
         "SELECT dev, ino FROM file_events WHERE path = ?1 AND time <= ?2 AND dev IS NOT NULL \
          UNION SELECT replaced_dev, replaced_ino FROM file_events WHERE target = ?1 \
          AND time <= ?2 AND replaced_dev IS NOT NULL",
@@ -367,7 +459,40 @@ pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<Wa
 }
 
 /// Why the history may lack operations.
-fn incompleteness(history: &FileHistory, current: Option<FileId>) -> Vec<Incompleteness> {
+/// `entry` put a file at `path` under a new name (rename or link destination).
+fn names_as_destination(entry: &HistoryEntry, path: &[u8]) -> bool {
+    matches!(
+        entry.op,
+        EntryOp::File(FileOp::Rename | FileOp::RenameExchange | FileOp::Link)
+    ) && entry
+        .target
+        .as_ref()
+        .is_some_and(|target| target.path.as_bytes() == path)
+}
+
+/// `entry` acted on the file at `path` by that name.
+fn names_as_source(entry: &HistoryEntry, path: &[u8]) -> bool {
+    entry.path.path.as_bytes() == path
+}
+
+/// Metadata changes leave the file at its name in place.
+fn is_metadata_change(entry: &HistoryEntry) -> bool {
+    matches!(
+        entry.op,
+        EntryOp::File(
+            FileOp::Chmod | FileOp::Chown | FileOp::SetXattr | FileOp::RemoveXattr | FileOp::Utimes
+        )
+    )
+}
+
+/// What may be missing from `history`. `symlink_renamed_in`: the current file was identified as
+/// a symlink renamed into place (see `Store::symlink_renamed_into_place`), whose inode no
+/// operation could name.
+fn incompleteness(
+    history: &FileHistory,
+    current: Option<FileId>,
+    symlink_renamed_in: bool,
+) -> Vec<Incompleteness> {
     let mut reasons = Vec::new();
     if let Some(current) = current {
         let trusted_here = history
@@ -377,7 +502,7 @@ fn incompleteness(history: &FileHistory, current: Option<FileId>) -> Vec<Incompl
         let mismatch = match history.recorded_file {
             Some(recorded) => recorded != current || history.recorded_deleted,
             // Nothing recorded this path's inode: only a problem if we claim a full story.
-            None => history.start != HistoryStart::Unknown && !trusted_here,
+            None => history.start != HistoryStart::Unknown && !trusted_here && !symlink_renamed_in,
         };
         if mismatch {
             reasons.push(Incompleteness::InodeNotRecorded {

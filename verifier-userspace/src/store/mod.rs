@@ -19,6 +19,7 @@ mod records;
 mod roots;
 mod rows;
 mod schema;
+mod statements;
 #[cfg(test)]
 mod tests;
 
@@ -126,6 +127,14 @@ struct WriterState {
     open_io_uring_gaps: HashMap<ProcessKey, i64>,
     /// The daemon-down gap recorded at open, which the daemon may extend to when recording began.
     startup_gap: Option<i64>,
+    /// Verdicts (and the baselines they establish) not yet written: see `Store::queue_verdict`.
+    queued_verdicts: Vec<QueuedVerdict>,
+}
+
+/// A verdict record and, for an accepted change, the baseline it establishes.
+struct QueuedVerdict {
+    record: model::VerdictRecord,
+    trust: Option<(PathBuf, model::Baseline)>,
 }
 
 /// The provenance store. Used from one thread; `Send`.
@@ -196,6 +205,7 @@ impl Store {
         // Checkpoint (two fsyncs) every ~32 MiB of WAL rather than every 4 MiB.
         connection.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
+        statements::configure(&connection)?;
         {
             let transaction = connection.transaction()?;
             schema::migrate(&transaction)?;
@@ -226,6 +236,7 @@ impl Store {
             source,
         })?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
+        statements::configure(&connection)?;
         let found = schema::version(&connection).map_err(|error| match error {
             StoreError::Sql(source) => StoreError::Open {
                 path: database.clone(),
@@ -276,6 +287,7 @@ impl Store {
 
     /// Records a clean stop: the next open starts the daemon-down gap here.
     pub fn mark_clean_stop(&mut self) -> Result<(), StoreError> {
+        self.write_queued_verdicts()?;
         let (connection, _) = self.writer()?;
         let at = now();
         set_meta(connection, "last_heartbeat", at)?;
@@ -329,6 +341,7 @@ impl Store {
             locked_transactions: HashSet::new(),
             open_io_uring_gaps,
             startup_gap,
+            queued_verdicts: Vec::new(),
         })
     }
 }

@@ -1,12 +1,16 @@
 //! Transactions, gaps, baselines, verdicts, pending requests and statistics: the store's
 //! records other than file histories.
 
-use std::{os::unix::ffi::OsStringExt as _, path::Path};
+use std::{
+    os::unix::ffi::OsStringExt as _,
+    path::{Path, PathBuf},
+};
 
+use super::statements::CachedStatements as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ByteText, Store, StoreError, current_boot_id,
+    ByteText, QueuedVerdict, Store, StoreError, current_boot_id,
     model::{
         Baseline, Gap, GapKind, NewGap, PendingRequest, PruneReport, StoreStats, TransactionKey,
         TransactionRecord, VerdictRecord,
@@ -123,7 +127,7 @@ impl Store {
         );
         Ok(self
             .connection
-            .query_row(
+            .query_row_cached(
                 &sql,
                 params![key.boot, to_sql(key.id)],
                 transaction_from_row,
@@ -139,7 +143,7 @@ impl Store {
              WHERE boot = (SELECT id FROM boots WHERE boot_id = ?1) AND ended IS NULL \
              ORDER BY started"
         );
-        let mut statement = self.connection.prepare(&sql)?;
+        let mut statement = self.connection.prepare_cached(&sql)?;
         let rows = statement.query_map(params![boot], transaction_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -149,7 +153,7 @@ impl Store {
         let sql = format!(
             "SELECT {TRANSACTION_COLUMNS} FROM transactions ORDER BY started DESC LIMIT ?1"
         );
-        let mut statement = self.connection.prepare(&sql)?;
+        let mut statement = self.connection.prepare_cached(&sql)?;
         let rows = statement.query_map(params![limit], transaction_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -179,7 +183,7 @@ impl Store {
         change: &OwnershipChange,
     ) -> Result<i64, StoreError> {
         let (connection, _) = self.writer()?;
-        connection.execute(
+        connection.execute_cached(
             "INSERT INTO ownership_changes \
              (time, path, previous_owner, previous_name, new_owner, replaces_declared) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -231,29 +235,107 @@ impl Store {
     /// Records a verdict; returns its id.
     pub fn record_verdict(&mut self, verdict: &VerdictRecord) -> Result<i64, StoreError> {
         let (connection, _) = self.writer()?;
-        let reasoning =
-            serde_json::to_string(&verdict.reasoning).map_err(|source| StoreError::Json {
-                what: "verdict reasoning",
-                source,
-            })?;
-        connection.execute(
-            "INSERT INTO verdicts (time, path, alert_id, outcome, reason, reasoning) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                to_sql(verdict.time),
-                verdict.path.as_bytes(),
-                verdict.alert_id,
-                outcome_str(verdict.outcome),
-                verdict.reason,
-                reasoning
-            ],
-        )?;
-        Ok(connection.last_insert_rowid())
+        insert_verdict(connection, verdict)
     }
 
+    /// Runs `read` inside one read transaction: one snapshot and one WAL read lock for all its
+    /// queries instead of one per query (each costs file-lock calls on the shared-memory file).
+    /// Without a transaction (one already open, or BEGIN failing) the queries run as they are.
+    pub fn in_read_snapshot<R>(&self, read: impl FnOnce(&Store) -> R) -> R {
+        let began =
+            self.connection.is_autocommit() && self.connection.execute_cached("BEGIN", []).is_ok();
+        let result = read(self);
+        if began && let Err(error) = self.connection.execute_cached("COMMIT", []) {
+            tracing::warn!(%error, "cannot end a read transaction");
+        }
+        result
+    }
+
+    /// Queues a verdict and, for an accepted change, the baseline it establishes (as
+    /// [`Store::mark_trusted`] would record it), to be written with the other queued verdicts
+    /// in one transaction by [`Store::write_queued_verdicts`]. Under an upgrade's burst of alerts
+    /// this turns a commit per verdict into a commit per batch. Until then a history read for
+    /// the path still shows the operations before the new baseline: it judges more, never less.
+    pub fn queue_verdict(
+        &mut self,
+        record: VerdictRecord,
+        trust: Option<(PathBuf, Baseline)>,
+    ) -> Result<(), StoreError> {
+        let (_, writer) = self.writer()?;
+        writer.queued_verdicts.push(QueuedVerdict { record, trust });
+        Ok(())
+    }
+
+    /// Verdicts queued and not yet written.
+    pub fn queued_verdicts(&self) -> usize {
+        self.writer
+            .as_ref()
+            .map_or(0, |writer| writer.queued_verdicts.len())
+    }
+
+    /// Whether a queued verdict establishes a baseline for `path`.
+    pub fn trust_queued_for(&self, path: &Path) -> bool {
+        let key = super::store_key(path);
+        self.writer.as_ref().is_some_and(|writer| {
+            writer.queued_verdicts.iter().any(|queued| {
+                queued
+                    .trust
+                    .as_ref()
+                    .is_some_and(|(trusted, _)| super::store_key(trusted) == key)
+            })
+        })
+    }
+
+    /// Writes the queued verdicts and baselines in one transaction; returns how many. On error
+    /// nothing is written and the queue is dropped (the AR log has every verdict already; a
+    /// lost baseline only makes a later verdict on the file fail closed).
+    pub fn write_queued_verdicts(&mut self) -> Result<usize, StoreError> {
+        let (connection, writer) = self.writer()?;
+        if writer.queued_verdicts.is_empty() {
+            return Ok(0);
+        }
+        let queued = std::mem::take(&mut writer.queued_verdicts);
+        let transaction = connection.transaction()?;
+        for verdict in &queued {
+            insert_verdict(&transaction, &verdict.record)?;
+            if let Some((path, baseline)) = &verdict.trust {
+                super::history::mark_trusted_in(&transaction, writer, path, baseline)?;
+            }
+        }
+        transaction.commit()?;
+        for (path, baseline) in queued.iter().filter_map(|verdict| verdict.trust.as_ref()) {
+            super::history::forget_trusted_name(writer, path, baseline.file);
+        }
+        Ok(queued.len())
+    }
+}
+
+/// Inserts a verdict row; returns its id.
+fn insert_verdict(connection: &Connection, verdict: &VerdictRecord) -> Result<i64, StoreError> {
+    let reasoning =
+        serde_json::to_string(&verdict.reasoning).map_err(|source| StoreError::Json {
+            what: "verdict reasoning",
+            source,
+        })?;
+    connection.execute_cached(
+        "INSERT INTO verdicts (time, path, alert_id, outcome, reason, reasoning) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            to_sql(verdict.time),
+            verdict.path.as_bytes(),
+            verdict.alert_id,
+            outcome_str(verdict.outcome),
+            verdict.reason,
+            reasoning
+        ],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+impl Store {
     /// Verdicts on a path, oldest first (at most `limit`, the most recent ones).
     pub fn verdicts_for(&self, path: &Path, limit: u32) -> Result<Vec<VerdictRecord>, StoreError> {
-        let mut statement = self.connection.prepare(
+        let mut statement = self.connection.prepare_cached(
             "SELECT time, path, alert_id, outcome, reason, reasoning FROM \
              (SELECT * FROM verdicts WHERE path = ?1 ORDER BY time DESC, id DESC LIMIT ?2) \
              ORDER BY time, id",
@@ -295,7 +377,7 @@ impl Store {
             what: "pending request",
             source,
         })?;
-        connection.execute(
+        connection.execute_cached(
             "INSERT OR REPLACE INTO pending (alert_id, received, deadline, request) \
              VALUES (?1, ?2, ?3, ?4)",
             params![
@@ -311,14 +393,16 @@ impl Store {
     /// Removes a deferred request; returns whether it existed.
     pub fn remove_pending(&mut self, alert_id: &str) -> Result<bool, StoreError> {
         let (connection, _) = self.writer()?;
-        Ok(connection.execute("DELETE FROM pending WHERE alert_id = ?1", params![alert_id])? > 0)
+        Ok(connection
+            .execute_cached("DELETE FROM pending WHERE alert_id = ?1", params![alert_id])?
+            > 0)
     }
 
     /// All deferred requests, oldest first.
     pub fn pending(&self) -> Result<Vec<PendingRequest>, StoreError> {
         let mut statement = self
             .connection
-            .prepare("SELECT request FROM pending ORDER BY received, alert_id")?;
+            .prepare_cached("SELECT request FROM pending ORDER BY received, alert_id")?;
         let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
         let mut requests = Vec::new();
         for row in rows {
@@ -341,18 +425,18 @@ impl Store {
         let cutoff = i64::try_from(before).unwrap_or(i64::MAX);
         let transaction = connection.transaction()?;
         let verdicts =
-            transaction.execute("DELETE FROM verdicts WHERE time < ?1", params![cutoff])?;
-        let file_events = transaction.execute(
+            transaction.execute_cached("DELETE FROM verdicts WHERE time < ?1", params![cutoff])?;
+        let file_events = transaction.execute_cached(
             "DELETE FROM file_events WHERE time < ?1 AND dev IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM names WHERE names.dev = file_events.dev \
               AND names.ino = file_events.ino AND names.removed_at IS NULL)",
             params![cutoff],
         )?;
-        let names = transaction.execute(
+        let names = transaction.execute_cached(
             "DELETE FROM names WHERE removed_at IS NOT NULL AND removed_at < ?1",
             params![cutoff],
         )?;
-        let processes = transaction.execute(
+        let processes = transaction.execute_cached(
             "DELETE FROM processes WHERE exit_time IS NOT NULL AND exit_time < ?1 \
              AND NOT EXISTS (SELECT 1 FROM file_events WHERE file_events.boot = processes.boot \
               AND file_events.pid = processes.pid \
@@ -377,7 +461,7 @@ impl Store {
             let sql = format!("SELECT COUNT(*) FROM {table}");
             Ok(self
                 .connection
-                .query_row(&sql, [], |row| row.get::<_, i64>(0))? as u64)
+                .query_row_cached(&sql, [], |row| row.get::<_, i64>(0))? as u64)
         };
         let mut bytes_on_disk = 0;
         for suffix in ["", "-wal", "-shm"] {
@@ -410,7 +494,7 @@ pub(super) fn baseline_of(
     path: &[u8],
 ) -> Result<Option<Baseline>, StoreError> {
     Ok(connection
-        .query_row(
+        .query_row_cached(
             "SELECT dev, ino, size, mtime, ctime, digest, algorithm, time FROM baselines \
              WHERE path = ?1",
             params![path],

@@ -1261,3 +1261,151 @@ fn reused_inode_number_window_excludes_the_gap_before_monitoring() {
         Some(GapKind::MonitoringNotStarted)
     );
 }
+
+/// The store's connection keeps one plan per cached statement: without the query planner
+/// stability guarantee, SQLite (built with STAT4) re-prepared every history query whenever its
+/// path parameter changed, which was a fifth of the daemon's CPU time during an alert burst.
+#[test]
+fn cached_statements_are_not_reprepared_for_new_parameters() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let sql = "SELECT time FROM ownership_changes WHERE path = ?1 AND time >= ?2 ORDER BY time, id";
+    for path in [b"/usr/bin/a".as_slice(), b"/usr/bin/b", b"/usr/bin/c"] {
+        let mut statement = store.connection.prepare_cached(sql).unwrap();
+        let rows = statement
+            .query_map(params![path, 5i64], |_| Ok(()))
+            .unwrap();
+        assert_eq!(rows.count(), 0);
+    }
+    let statement = store.connection.prepare_cached(sql).unwrap();
+    assert_eq!(statement.get_status(rusqlite::StatementStatus::Run), 3);
+    assert_eq!(
+        statement.get_status(rusqlite::StatementStatus::RePrepare),
+        0
+    );
+}
+
+/// dpkg's way with a packaged symlink, as syscall tracepoints report it: `symlink()` and
+/// `rename()` without inodes, the link's ownership and times set by name in between.
+fn symlink_upgrade_events(renamer: &Proc) -> Vec<Event> {
+    let dpkg = dpkg();
+    let symlink = Event::File(FileEvent {
+        target: Some(ReportedPath {
+            bytes: b"hello".to_vec(),
+            origin: PathOrigin::UserUnresolved,
+            truncated: false,
+        }),
+        ..dpkg.file(120, FileOp::Symlink, b"/usr/bin/link.dpkg-new", None)
+    });
+    let rename = Event::File(FileEvent {
+        target: Some(kernel_path(b"/usr/bin/link")),
+        ..renamer.file(130, FileOp::Rename, b"/usr/bin/link.dpkg-new", None)
+    });
+    vec![
+        dpkg.exec(100, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0link.deb", true),
+        symlink,
+        Event::File(dpkg.file(121, FileOp::Chown, b"/usr/bin/link.dpkg-new", None)),
+        Event::File(dpkg.file(122, FileOp::Utimes, b"/usr/bin/link.dpkg-new", None)),
+        rename,
+        dpkg.exit(140, 0, true),
+    ]
+}
+
+#[test]
+fn symlink_renamed_into_place_starts_its_history_at_the_symlink() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&symlink_upgrade_events(&dpkg())).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/link"), Some(inode(77)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Created { time: 120 });
+    assert!(history.incomplete.is_empty(), "{:?}", history.incomplete);
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (120, EntryOp::File(FileOp::Symlink)),
+            (121, EntryOp::File(FileOp::Chown)),
+            (122, EntryOp::File(FileOp::Utimes)),
+            (130, EntryOp::File(FileOp::Rename)),
+        ]
+    );
+}
+
+#[test]
+fn symlink_renamed_into_place_by_another_process_has_no_known_start() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let intruder = Proc::new(900, b"mv");
+    store.apply(&symlink_upgrade_events(&intruder)).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/link"), Some(inode(77)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Unknown);
+}
+
+#[test]
+fn queued_verdicts_and_baselines_are_written_together() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&dpkg_upgrade_events()).unwrap();
+    let path = Path::new("/usr/bin/hello");
+    let verdict = |alert: &str| VerdictRecord {
+        time: 150,
+        path: ByteText(b"/usr/bin/hello".to_vec()),
+        alert_id: Some(alert.into()),
+        outcome: Outcome::Succeeded,
+        reason: "written only by package transaction 7".into(),
+        reasoning: serde_json::json!({}),
+    };
+    let baseline = Baseline {
+        file: inode(42),
+        size: 5,
+        mtime_ns: 130,
+        ctime_ns: 130,
+        digest: "00".repeat(16),
+        algorithm: "md5".into(),
+        time: 150,
+    };
+    store.queue_verdict(verdict("1.1"), None).unwrap();
+    store
+        .queue_verdict(verdict("1.2"), Some((path.to_owned(), baseline.clone())))
+        .unwrap();
+    assert_eq!(store.queued_verdicts(), 2);
+    assert!(store.trust_queued_for(path));
+    assert!(!store.trust_queued_for(Path::new("/usr/bin/other")));
+    assert!(store.verdicts_for(path, 10).unwrap().is_empty());
+    assert_eq!(store.baseline(path).unwrap(), None);
+
+    assert_eq!(store.write_queued_verdicts().unwrap(), 2);
+    assert_eq!(store.queued_verdicts(), 0);
+    assert_eq!(store.verdicts_for(path, 10).unwrap().len(), 2);
+    assert_eq!(store.baseline(path).unwrap(), Some(baseline));
+    let history = store.file_history(path, Some(inode(42))).unwrap();
+    assert_eq!(history.start, HistoryStart::Trusted { time: 150 });
+    assert!(history.entries.is_empty(), "{:?}", ops(&history.entries));
+}
+
+#[test]
+fn a_clean_stop_writes_the_queued_verdicts() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store
+        .queue_verdict(
+            VerdictRecord {
+                time: 10,
+                path: ByteText(b"/etc/x".to_vec()),
+                alert_id: None,
+                outcome: Outcome::Failed,
+                reason: "no write recorded".into(),
+                reasoning: serde_json::json!({}),
+            },
+            None,
+        )
+        .unwrap();
+    store.mark_clean_stop().unwrap();
+    assert_eq!(
+        store.verdicts_for(Path::new("/etc/x"), 10).unwrap().len(),
+        1
+    );
+}

@@ -47,7 +47,7 @@ impl Params {
 }
 
 pub fn run(options: &Options, report: &mut Report) -> anyhow::Result<()> {
-    run_checked(cargo().args(["build", "--release", "-p", "verifier-userspace", "--bins"]))?;
+    crate::release::build()?;
     run_checked(cargo().args(["build", "--release", "-p", "tests", "--bin", "ar-bench"]))?;
     let root = workspace_root();
     let binary = root.join("target/release/ar-bench");

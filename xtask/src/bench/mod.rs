@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::process::{cargo, require_root, run_checked as run_command, workspace_root};
+use crate::process::{require_root, workspace_root};
 pub use report::{Comparison, Machine, Report, Samples};
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +91,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         machine: Machine::detect(&workspace_root(), options.describe()),
         ..Report::default()
     };
-    run_command(cargo().args(["build", "--release", "--package", "verifier-userspace"]))?;
+    crate::release::build()?;
     // Benchmarks install packages and time package-database readers: no other transaction meanwhile.
     let _lock = lock::acquire()?;
     for (name, benchmark) in BENCHMARKS {
