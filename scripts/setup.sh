@@ -14,6 +14,9 @@ APT_PACKAGES=(
   libssl-dev
   # Kernel inspection and mail tests.
   bpftool postfix mailutils
+  # A small real package with a stable point-release update (two versions in the sources), for
+  # the scenario that upgrades a real Debian package with apt.
+  unzip
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

@@ -1022,40 +1022,52 @@ fn ok10_apt_reinstall_real_package() {
     scenario.check(&daemon, &verdict, "written only by package transaction");
 }
 
-/// Upgrading a real package with apt needs a second version in the sources; without one the row
-/// says so instead of pretending.
+/// Installed packages the upgrade scenario may use, with the file it asks about: the first one
+/// the apt sources offer in two versions. `unzip` (installed by `scripts/setup.sh`) has a stable
+/// point release (`bookworm-security`) next to the release version on Debian 12; `hostname` has
+/// one version there.
+const APT_UPGRADE_CANDIDATES: [(&str, &str); 2] = [
+    ("hostname", "/usr/bin/hostname"),
+    ("unzip", "/usr/bin/unzip"),
+];
+
+/// A real Debian package taken to an older version in the sources with apt, then upgraded to the
+/// newest with apt while the daemon records; it ends at the newest version. Without a package
+/// offering two versions the row says so instead of pretending.
 #[test]
 fn ok11_apt_upgrade_real_package() {
     let mut scenario = Scenario::new(
         "ok-apt-upgrade",
-        "real Debian package upgraded with apt (hostname)",
+        "real Debian package upgraded with apt (hostname or unzip, whichever has two versions)",
         "succeeded",
     );
-    let installed = installed_version(APT_PACKAGE);
-    let versions = available_versions(APT_PACKAGE);
-    let Some(older) = versions
-        .iter()
-        .find(|version| **version != installed)
-        .cloned()
-    else {
+    let candidate = APT_UPGRADE_CANDIDATES.iter().find_map(|&(package, file)| {
+        if installed_version(package).is_empty() {
+            return None;
+        }
+        // apt-cache madison lists the newest first.
+        let versions = available_versions(package);
+        let newest = versions.first()?.clone();
+        let older = versions.iter().find(|version| **version != newest)?.clone();
+        Some((package, file, older, newest))
+    });
+    let Some((package, file, older, newest)) = candidate else {
         scenario.record(
             "not run",
-            &format!(
-                "no second version available: apt sources offer only {}",
-                versions.join(", ")
-            ),
+            "no installed candidate package is offered in two versions by the apt sources",
         );
         return;
     };
+    scenario.note(format!("{package} {older} → {newest}, verdict on {file}"));
     let daemon = TestDaemon::start(NO_ENROLL);
     let output = apt_get(&[
         "install",
         "--allow-downgrades",
-        &format!("{APT_PACKAGE}={older}"),
+        &format!("{package}={older}"),
     ]);
     assert!(output.status.success(), "{output:?}");
-    let output = apt_get(&["install", &format!("{APT_PACKAGE}={installed}")]);
+    let output = apt_get(&["install", &format!("{package}={newest}")]);
     assert!(output.status.success(), "{output:?}");
-    let verdict = verdict(&daemon, SyscheckEvent::Changed, APT_FILE);
+    let verdict = verdict(&daemon, SyscheckEvent::Changed, file);
     scenario.check(&daemon, &verdict, "written only by package transaction");
 }

@@ -290,6 +290,22 @@ fn section(results: &Value) -> String {
             round["agreement_on_subset"]["agree"],
         );
     }
+    for (index, round) in rounds.iter().enumerate() {
+        let failures = round["ours_unexpected_failures"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !failures.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nRound {}: our unexpected failures (false alerts), as logged:\n",
+                index + 1
+            );
+            for line in failures {
+                let _ = writeln!(md, "- {}", line.as_str().unwrap_or("?"));
+            }
+        }
+    }
     md.push_str(
         "\nOrigin verdicts: `accepted` = a `succeeded` AR line and no mail; `alerted` = it sent a \
          mail (its alert channel; it then still logs `succeeded`); `failed` = its own failure line.\n\n\

@@ -418,7 +418,33 @@ fn upgrade_round(
             "origin": origin_class(origin, &tampered_alert.id),
         },
         "agreement_on_subset": agreement,
+        "ours_unexpected_failures": unexpected_failures(&daemon.ar_log, &alerts, &tampered_alert.id),
     }))
+}
+
+/// Our AR log lines (reason included) that fail an alert of `alerts` other than `expected`: the
+/// false alerts of a round, at most ten, so that the report shows what decided them.
+fn unexpected_failures(ar_log: &Path, alerts: &[Alert], expected: &str) -> Vec<String> {
+    let ids: HashSet<&str> = alerts
+        .iter()
+        .map(|alert| alert.id.as_str())
+        .filter(|id| *id != expected)
+        .collect();
+    fs::read_to_string(ar_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.windows(4).any(|window| {
+                window[0] == "failed"
+                    && window[1] == "-"
+                    && window[2] == "-"
+                    && ids.contains(window[3])
+            })
+        })
+        .take(10)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The file changed by an ordinary process after each upgrade.
