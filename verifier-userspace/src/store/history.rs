@@ -68,6 +68,9 @@ impl Store {
             entries.sort_by_key(|entry| entry.time);
         }
 
+        if let Some(file) = file {
+            self.drop_earlier_file_entries(file, &mut entries, path_cutoff)?;
+        }
         let mut created = file
             .and_then(|file| last_creation(&entries, file))
             .or_else(|| {
@@ -132,6 +135,70 @@ impl Store {
         Ok(history)
     }
 
+    /// Inode numbers are reused: once a file is gone, the next file created may get its number,
+    /// and what was recorded under that number before belongs to the earlier file. Those entries
+    /// are left out when the store saw the earlier file end — a name of it replaced by a rename,
+    /// or unlinked — by the very process that then created this file, before creating it. Within
+    /// one process the removal precedes the creation, so nothing recorded before the removal can
+    /// concern this file. A removal by another process proves less (its record may arrive after
+    /// operations on the new file), so then the earlier entries stay and are judged.
+    fn drop_earlier_file_entries(
+        &self,
+        file: FileId,
+        entries: &mut Vec<HistoryEntry>,
+        after: u64,
+    ) -> Result<(), StoreError> {
+        let Some(creation) = entries
+            .iter()
+            .rev()
+            .find(|entry| {
+                entry.file == Some(file) && creates_inode(entry) && !entry.prior_history_unknown
+            })
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let creator = process_of(&creation);
+        let earlier: Vec<&HistoryEntry> = entries
+            .iter()
+            .filter(|entry| entry.file == Some(file) && entry.time < creation.time)
+            .collect();
+        if earlier.is_empty() {
+            return Ok(());
+        }
+        let by_creator_before_creation =
+            |entry: &HistoryEntry| entry.time <= creation.time && process_of(entry) == creator;
+        let mut ended = earlier
+            .iter()
+            .filter(|entry| entry.op == EntryOp::File(FileOp::Unlink))
+            .filter(|entry| by_creator_before_creation(entry))
+            .map(|entry| entry.time)
+            .max();
+        let mut names: Vec<Vec<u8>> = earlier
+            .iter()
+            .flat_map(|entry| std::iter::once(&entry.path).chain(entry.target.as_ref()))
+            .map(|recorded| recorded.path.as_bytes().to_vec())
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let replacements =
+                self.select_entries("target = ?1 AND time > ?2", params![name, to_sql(after)])?;
+            let replaced_here = replacements
+                .into_iter()
+                .map(|(_, entry)| entry)
+                .filter(|entry| entry.replaced == Some(file) && names_as_destination(entry, &name))
+                .filter(|entry| by_creator_before_creation(entry))
+                .map(|entry| entry.time)
+                .max();
+            ended = ended.max(replaced_here);
+        }
+        if let Some(ended) = ended {
+            entries.retain(|entry| !(entry.file == Some(file) && entry.time < ended));
+        }
+        Ok(())
+    }
+
     /// With syscall tracepoints `symlink()` reports no inode (and an LSM hook runs before the
     /// inode exists), so a symlink made under a temporary name and renamed into place — dpkg's
     /// `x.dpkg-new` → `x` — has no recorded creation. Returns that creation, and the metadata
@@ -180,15 +247,11 @@ impl Store {
             return Ok(None);
         };
         let creation = &on_source[creation_index];
-        let same_process = |a: &HistoryEntry, b: &HistoryEntry| {
-            (&a.writer.boot, a.writer.pid, a.writer.start_time_ns)
-                == (&b.writer.boot, b.writer.pid, b.writer.start_time_ns)
-        };
         let made_here = creation.op == EntryOp::File(FileOp::Symlink)
             && creation.file.is_none()
             && !creation.path.is_unanchored()
             && !creation.prior_history_unknown
-            && same_process(creation, rename);
+            && process_of(creation) == process_of(rename);
         // Its metadata changes are the file's own history: their writers are judged too.
         Ok(made_here.then(|| on_source.split_off(creation_index)))
     }
@@ -458,7 +521,15 @@ pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<Wa
         .map(|entry| entry.time)
 }
 
-/// Why the history may lack operations.
+/// The process that made `entry`: boot, pid and start time.
+fn process_of(entry: &HistoryEntry) -> (&str, u32, u64) {
+    (
+        entry.writer.boot.as_str(),
+        entry.writer.pid,
+        entry.writer.start_time_ns,
+    )
+}
+
 /// `entry` put a file at `path` under a new name (rename or link destination).
 fn names_as_destination(entry: &HistoryEntry, path: &[u8]) -> bool {
     matches!(

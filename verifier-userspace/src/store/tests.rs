@@ -1409,3 +1409,58 @@ fn a_clean_stop_writes_the_queued_verdicts() {
         1
     );
 }
+
+/// dpkg installs /usr/bin/a (inode 42), someone appends to it, dpkg (`replacer`) renames a new
+/// /usr/bin/a over it, then dpkg creates /usr/bin/b and gets the freed number 42 back.
+fn inode_reuse_events(replacer: &Proc) -> Vec<Event> {
+    let dpkg = dpkg();
+    let admin = Proc::new(900, b"sh");
+    vec![
+        dpkg.exec(100, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0ab.deb", true),
+        dpkg.write(110, b"/usr/bin/a.dpkg-new", 42, CREATE_EXCLUSIVE),
+        dpkg.rename(111, b"/usr/bin/a.dpkg-new", b"/usr/bin/a", 42, None),
+        admin.write(200, b"/usr/bin/a", 42, libc::O_APPEND as u64),
+        dpkg.write(300, b"/usr/bin/a.dpkg-new", 43, CREATE_EXCLUSIVE),
+        replacer.rename(310, b"/usr/bin/a.dpkg-new", b"/usr/bin/a", 43, Some(42)),
+        dpkg.write(320, b"/usr/bin/b.dpkg-new", 42, CREATE_EXCLUSIVE),
+        dpkg.rename(330, b"/usr/bin/b.dpkg-new", b"/usr/bin/b", 42, None),
+        dpkg.exit(400, 0, true),
+    ]
+}
+
+#[test]
+fn operations_on_an_earlier_file_with_the_same_inode_number_are_left_out() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&inode_reuse_events(&dpkg())).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/b"), Some(inode(42)))
+        .unwrap();
+    assert_eq!(history.start, HistoryStart::Created { time: 320 });
+    assert_eq!(
+        ops(&history.entries),
+        vec![
+            (320, EntryOp::File(FileOp::OpenWrite)),
+            (330, EntryOp::File(FileOp::Rename)),
+        ]
+    );
+}
+
+#[test]
+fn an_earlier_file_ended_by_another_process_keeps_its_operations_in_the_history() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let other = Proc::new(700, b"mv");
+    store.apply(&inode_reuse_events(&other)).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/b"), Some(inode(42)))
+        .unwrap();
+    assert!(
+        history
+            .entries
+            .iter()
+            .any(|entry| entry.writer.pid == 900 && entry.time == 200),
+        "{:?}",
+        ops(&history.entries)
+    );
+}
