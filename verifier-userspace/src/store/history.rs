@@ -137,11 +137,13 @@ impl Store {
 
     /// Inode numbers are reused: once a file is gone, the next file created may get its number,
     /// and what was recorded under that number before belongs to the earlier file. Those entries
-    /// are left out when the store saw the earlier file end — a name of it replaced by a rename,
-    /// or unlinked — by the very process that then created this file, before creating it. Within
-    /// one process the removal precedes the creation, so nothing recorded before the removal can
-    /// concern this file. A removal by another process proves less (its record may arrive after
-    /// operations on the new file), so then the earlier entries stay and are judged.
+    /// are left out when the store saw the earlier file end (a name of it unlinked, or replaced
+    /// by a rename) before this file was created, provably: either the process that then created
+    /// this file did it (program order), or the removal's timestamp lies more than
+    /// [`REUSE_MARGIN`] before the start of the package transaction that created this file (its
+    /// root's exec, which precedes every operation of the transaction). A removal's record can
+    /// be delayed past a reuse of the number, so without that proof the earlier entries stay and
+    /// are judged (fails closed).
     fn drop_earlier_file_entries(
         &self,
         file: FileId,
@@ -158,7 +160,6 @@ impl Store {
         else {
             return Ok(());
         };
-        let creator = process_of(&creation);
         let earlier: Vec<&HistoryEntry> = entries
             .iter()
             .filter(|entry| entry.file == Some(file) && entry.time < creation.time)
@@ -166,12 +167,20 @@ impl Store {
         if earlier.is_empty() {
             return Ok(());
         }
-        let by_creator_before_creation =
-            |entry: &HistoryEntry| entry.time <= creation.time && process_of(entry) == creator;
+        let transaction_started = match creation.writer.transaction_key() {
+            Some(key) => self.transaction(&key)?.map(|record| record.started),
+            None => None,
+        };
+        let proven_before_creation = |removal: &HistoryEntry| {
+            removal.time <= creation.time
+                && (process_of(removal) == process_of(&creation)
+                    || transaction_started
+                        .is_some_and(|started| removal.time.saturating_add(REUSE_MARGIN) < started))
+        };
         let mut ended = earlier
             .iter()
             .filter(|entry| entry.op == EntryOp::File(FileOp::Unlink))
-            .filter(|entry| by_creator_before_creation(entry))
+            .filter(|entry| proven_before_creation(entry))
             .map(|entry| entry.time)
             .max();
         let mut names: Vec<Vec<u8>> = earlier
@@ -188,13 +197,16 @@ impl Store {
                 .into_iter()
                 .map(|(_, entry)| entry)
                 .filter(|entry| entry.replaced == Some(file) && names_as_destination(entry, &name))
-                .filter(|entry| by_creator_before_creation(entry))
+                .filter(|entry| proven_before_creation(entry))
                 .map(|entry| entry.time)
                 .max();
             ended = ended.max(replaced_here);
         }
         if let Some(ended) = ended {
-            entries.retain(|entry| !(entry.file == Some(file) && entry.time < ended));
+            // The removal itself concerns the earlier file too.
+            entries.retain(|entry| {
+                *entry == creation || !(entry.file == Some(file) && entry.time <= ended)
+            });
         }
         Ok(())
     }
@@ -520,6 +532,11 @@ pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<Wa
         })
         .map(|entry| entry.time)
 }
+
+/// How far a removal's timestamp must lie before a transaction's start to be known to precede it:
+/// event times are the kernel's boot clock converted to wall time, and the conversion is
+/// recalibrated as the daemon runs.
+const REUSE_MARGIN: WallNanos = 1_000_000_000;
 
 /// The process that made `entry`: boot, pid and start time.
 fn process_of(entry: &HistoryEntry) -> (&str, u32, u64) {

@@ -1464,3 +1464,75 @@ fn an_earlier_file_ended_by_another_process_keeps_its_operations_in_the_history(
         ops(&history.entries)
     );
 }
+
+/// dpkg's upgrade backs the old /usr/bin/a (inode 42, appended to by an admin) up as a hard link
+/// and unlinks that at `unlinked`; a later dpkg run, started at `second_start`, creates /usr/bin/b
+/// and gets number 42 back.
+fn inode_reuse_across_runs(unlinked: u64, second_start: u64) -> Vec<Event> {
+    const S: u64 = 1_000_000_000;
+    let first = dpkg();
+    let second = Proc::new(600, b"dpkg").in_transaction(8, 0);
+    let admin = Proc::new(900, b"sh");
+    let link = Event::File(FileEvent {
+        target: Some(kernel_path(b"/usr/bin/a.dpkg-tmp")),
+        ..first.file(S + 10, FileOp::Link, b"/usr/bin/a", Some(42))
+    });
+    vec![
+        first.exec(S, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0a.deb", true),
+        admin.write(S + 5, b"/usr/bin/a", 42, libc::O_APPEND as u64),
+        link,
+        first.write(S + 20, b"/usr/bin/a.dpkg-new", 43, CREATE_EXCLUSIVE),
+        first.rename(S + 30, b"/usr/bin/a.dpkg-new", b"/usr/bin/a", 43, Some(42)),
+        Event::File(first.file(unlinked, FileOp::Unlink, b"/usr/bin/a.dpkg-tmp", Some(42))),
+        first.exit(unlinked + 10, 0, true),
+        second.exec(second_start, b"/usr/bin/dpkg", 1, b"dpkg\0-i\0b.deb", true),
+        second.write(
+            second_start + 10,
+            b"/usr/bin/b.dpkg-new",
+            42,
+            CREATE_EXCLUSIVE,
+        ),
+        second.rename(
+            second_start + 20,
+            b"/usr/bin/b.dpkg-new",
+            b"/usr/bin/b",
+            42,
+            None,
+        ),
+        second.exit(second_start + 30, 0, true),
+    ]
+}
+
+#[test]
+fn an_earlier_file_removed_well_before_the_next_transaction_is_left_out() {
+    const S: u64 = 1_000_000_000;
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store.apply(&inode_reuse_across_runs(2 * S, 5 * S)).unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/b"), Some(inode(42)))
+        .unwrap();
+    assert!(
+        history.entries.iter().all(|entry| entry.writer.pid == 600),
+        "{:?}",
+        ops(&history.entries)
+    );
+}
+
+#[test]
+fn an_earlier_file_removed_just_before_the_next_transaction_stays_in() {
+    const S: u64 = 1_000_000_000;
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    store
+        .apply(&inode_reuse_across_runs(S + 100, S + 500_000_000))
+        .unwrap();
+    let history = store
+        .file_history(Path::new("/usr/bin/b"), Some(inode(42)))
+        .unwrap();
+    assert!(
+        history.entries.iter().any(|entry| entry.writer.pid == 900),
+        "{:?}",
+        ops(&history.entries)
+    );
+}

@@ -396,6 +396,8 @@ fn upgrade_round(
     ));
     let ours = origin::statuses_by_alert(&daemon.ar_log);
     let tampered_alert = &alerts[TAMPERED];
+    let failures = unexpected_failures(&daemon.ar_log, &alerts, &tampered_alert.id);
+    let explained = explain_failures(daemon, &failures);
     let agreement = agreement(&ours, origin, &subset_alerts);
     Ok(serde_json::json!({
         "version": version + 1,
@@ -418,8 +420,24 @@ fn upgrade_round(
             "origin": origin_class(origin, &tampered_alert.id),
         },
         "agreement_on_subset": agreement,
-        "ours_unexpected_failures": unexpected_failures(&daemon.ar_log, &alerts, &tampered_alert.id),
+        "ours_unexpected_failures": failures,
+        "ours_unexpected_explained": explained,
     }))
+}
+
+/// `verifier explain` of the file of each unexpected failure (at most three), for the raw output.
+fn explain_failures(daemon: &TestDaemon, failures: &[String]) -> Vec<String> {
+    failures
+        .iter()
+        .take(3)
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|word| *word == "failed")?;
+            // failed - - <alert id> <rule id> <path> <reason…>
+            words.get(at + 5).map(|path| (*path).to_owned())
+        })
+        .map(|path| String::from_utf8_lossy(&daemon.cli(&["explain", &path]).stdout).into_owned())
+        .collect()
 }
 
 /// Our AR log lines (reason included) that fail an alert of `alerts` other than `expected`: the
