@@ -270,7 +270,7 @@ fn run(params: &Params) -> anyhow::Result<serde_json::Value> {
             "daemon_policy": "enroll = false",
         },
         "origin_script": {
-            "published": params.origin_script.display().to_string(),
+            "published": in_workspace(&params.origin_script),
             "substitutions": origin.substitutions.iter().map(|(from, to)| serde_json::json!({"from": from, "to": to})).collect::<Vec<_>>(),
         },
         "round_trip": round_trip,
@@ -423,6 +423,19 @@ fn upgrade_round(
         "ours_unexpected_failures": failures,
         "ours_unexpected_explained": explained,
     }))
+}
+
+/// `path` relative to the workspace when it lies in it (the raw report names no machine's paths).
+fn in_workspace(path: &Path) -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|root| root.canonicalize().ok());
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    workspace
+        .and_then(|root| path.strip_prefix(root).ok().map(Path::to_owned))
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// `verifier explain` of the file of each unexpected failure (at most three), for the raw output.
