@@ -84,7 +84,7 @@ impl AlertsLog {
             .as_secs();
         let id = format!("{epoch}.{offset}");
         let (rule_id, level, description, message) = event.rule(path);
-        let date = ossec_block_date(epoch);
+        let date = block_date(epoch).expect("date");
         let block = format!(
             "** Alert {id}: mail  - local,syscheck,verifier_check,\n\
              {date} debian12->syscheck\n\
@@ -153,7 +153,7 @@ impl AlertsLog {
             .as_secs();
         let id = format!("{epoch}.{offset}");
         let (rule_id, level, description, message) = SyscheckEvent::Changed.rule(path);
-        let date = ossec_block_date(epoch);
+        let date = block_date(epoch).expect("date");
         let block = format!(
             "** Alert {id}: mail  - local,syscheck,verifier_check,\n\
              {date} debian12->syscheck\n\
@@ -219,16 +219,15 @@ pub fn run_wazuh_shim(shim: &Path, config: &Path, message: &str) -> Output {
 }
 
 /// `YYYY Mon DD HH:MM:SS` in UTC, as OSSEC prints the second line of a block.
-fn ossec_block_date(epoch: u64) -> String {
+pub fn block_date(epoch: u64) -> std::io::Result<String> {
     let output = Command::new("date")
         .env("LC_ALL", "C")
         .env("TZ", "UTC")
         .arg("-d")
         .arg(format!("@{epoch}"))
         .arg("+%Y %b %d %H:%M:%S")
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        .output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// Runs the shim as ossec-execd does with `<expect></expect>`: argv

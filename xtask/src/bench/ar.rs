@@ -108,13 +108,18 @@ fn number(value: &Value) -> usize {
         .unwrap_or(0)
 }
 
-fn add_comparisons(results: &Value, report: &mut Report) {
+/// The run's package size, origin subset size and concurrency.
+fn sizes(results: &Value) -> (usize, usize, usize) {
     let params = &results["params"];
-    let (files, subset, concurrency) = (
+    (
         number(&params["files"]),
         number(&params["subset"]),
         number(&params["concurrency"]),
-    );
+    )
+}
+
+fn add_comparisons(results: &Value, report: &mut Report) {
+    let (files, subset, concurrency) = sizes(results);
     let round_trip = &results["round_trip"];
     report.comparisons.push(Comparison {
         benchmark: "AR round trip per alert, one at a time (OSSEC argv + alerts.log)".into(),
@@ -195,12 +200,7 @@ fn counts(value: &Value) -> String {
 }
 
 fn section(results: &Value) -> String {
-    let params = &results["params"];
-    let (files, subset, concurrency) = (
-        number(&params["files"]),
-        number(&params["subset"]),
-        number(&params["concurrency"]),
-    );
+    let (files, subset, concurrency) = sizes(results);
     let round_trip = &results["round_trip"];
     let mut md = String::from("### Active Response: shim round trip\n\n");
     md.push_str(

@@ -5,7 +5,6 @@ use std::{
     fs::OpenOptions,
     io::Write as _,
     path::Path,
-    process::Command,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -38,7 +37,7 @@ pub fn append_changed(
         .duration_since(UNIX_EPOCH)
         .context("clock before 1970")?
         .as_secs();
-    let date = block_date(epoch)?;
+    let date = tests::ossec::block_date(epoch).context("running date")?;
     let host = hostname();
     let mut text = String::new();
     let mut alerts = Vec::with_capacity(changes.len());
@@ -66,19 +65,6 @@ pub fn append_changed(
     file.write_all(text.as_bytes())
         .with_context(|| format!("appending to {}", alerts_log.display()))?;
     Ok(alerts)
-}
-
-/// `YYYY Mon DD HH:MM:SS` in UTC, the second line of a block.
-fn block_date(epoch: u64) -> anyhow::Result<String> {
-    let output = Command::new("date")
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC")
-        .arg("-d")
-        .arg(format!("@{epoch}"))
-        .arg("+%Y %b %d %H:%M:%S")
-        .output()
-        .context("running date")?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn hostname() -> String {

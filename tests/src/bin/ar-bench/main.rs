@@ -443,13 +443,8 @@ fn explain_failures(daemon: &TestDaemon, failures: &[String]) -> Vec<String> {
     failures
         .iter()
         .take(3)
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let at = words.iter().position(|word| *word == "failed")?;
-            // failed - - <alert id> <rule id> <path> <reason…>
-            words.get(at + 5).map(|path| (*path).to_owned())
-        })
-        .map(|path| String::from_utf8_lossy(&daemon.cli(&["explain", &path]).stdout).into_owned())
+        .filter_map(|line| origin::ossec_verdict(line)?.path)
+        .map(|path| String::from_utf8_lossy(&daemon.cli(&["explain", path]).stdout).into_owned())
         .collect()
 }
 
@@ -465,13 +460,8 @@ fn unexpected_failures(ar_log: &Path, alerts: &[Alert], expected: &str) -> Vec<S
         .unwrap_or_default()
         .lines()
         .filter(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            words.windows(4).any(|window| {
-                window[0] == "failed"
-                    && window[1] == "-"
-                    && window[2] == "-"
-                    && ids.contains(window[3])
-            })
+            origin::ossec_verdict(line)
+                .is_some_and(|verdict| verdict.status == "failed" && ids.contains(verdict.alert_id))
         })
         .take(10)
         .map(str::to_owned)

@@ -139,17 +139,34 @@ pub fn statuses_by_alert(ar_log: &Path) -> HashMap<String, String> {
             }
             continue;
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let found = words.windows(4).find(|window| {
-            matches!(window[0], "succeeded" | "failed" | "deferred" | "ignored")
-                && window[1] == "-"
-                && window[2] == "-"
-        });
-        if let Some(window) = found {
-            statuses.insert(window[3].to_owned(), window[0].to_owned());
+        if let Some(verdict) = ossec_verdict(line) {
+            statuses.insert(verdict.alert_id.to_owned(), verdict.status.to_owned());
         }
     }
     statuses
+}
+
+/// The fields of an AR log line in the OSSEC layout that ar-bench reads.
+pub struct OssecVerdict<'a> {
+    pub status: &'a str,
+    pub alert_id: &'a str,
+    /// The path after the rule id (paths here have no spaces).
+    pub path: Option<&'a str>,
+}
+
+/// Parses `… <program> <status> - - <alert id> <rule id> <path> …`.
+pub fn ossec_verdict(line: &str) -> Option<OssecVerdict<'_>> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.windows(4).position(|window| {
+        matches!(window[0], "succeeded" | "failed" | "deferred" | "ignored")
+            && window[1] == "-"
+            && window[2] == "-"
+    })?;
+    Some(OssecVerdict {
+        status: words[at],
+        alert_id: words[at + 3],
+        path: words.get(at + 5).copied(),
+    })
 }
 
 /// Alert ids named by the mails the origin script sent (its real alerts).
