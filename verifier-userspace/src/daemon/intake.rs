@@ -171,9 +171,11 @@ fn store_chunks(
 ) {
     while let Some(chunk) = queued.blocking_recv() {
         let chunk = coalesce(chunk, &mut queued);
-        // Verdicts queued since the last chunk (the reader sends one at least every idle tick).
-        drop(daemon.store_written());
-        if !chunk.events.is_empty() {
+        // Each chunk also writes the verdicts queued since the last one (the reader sends a
+        // chunk at least every idle tick).
+        if chunk.events.is_empty() {
+            drop(daemon.store_written());
+        } else {
             apply(daemon, &chunk.events, runtime);
         }
         if let Some(time) = chunk.drained_at {
@@ -245,7 +247,7 @@ async fn read_ring(
 }
 
 fn apply(daemon: &Arc<Daemon>, batch: &[Event], runtime: &tokio::runtime::Handle) {
-    let result = daemon.lock_store().apply(batch);
+    let result = daemon.store_written().apply(batch);
     daemon.intake.count(batch.len());
     if let Err(error) = result {
         daemon.intake.failed_batches.fetch_add(1, Ordering::Relaxed);

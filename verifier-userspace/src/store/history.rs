@@ -73,6 +73,7 @@ impl Store {
         }
         let mut created = file
             .and_then(|file| last_creation(&entries, file))
+            .map(|creation| creation.time)
             .or_else(|| {
                 // A first operation creating an inode the recorder could not name.
                 entries
@@ -150,14 +151,7 @@ impl Store {
         entries: &mut Vec<HistoryEntry>,
         after: u64,
     ) -> Result<(), StoreError> {
-        let Some(creation) = entries
-            .iter()
-            .rev()
-            .find(|entry| {
-                entry.file == Some(file) && creates_inode(entry) && !entry.prior_history_unknown
-            })
-            .cloned()
-        else {
+        let Some(creation) = last_creation(entries, file).cloned() else {
             return Ok(());
         };
         let earlier: Vec<&HistoryEntry> = entries
@@ -514,23 +508,21 @@ fn former_inodes(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// When the file now at the path was made, if the store saw it: the last successful exclusive
+/// What made the file now at the path, if the store saw it: the last successful exclusive
 /// creation (`O_CREAT|O_EXCL`, `O_TMPFILE`, mknod, symlink) of `file`'s inode number. Such a
 /// creation always makes a new inode, so nothing before it can have been done to this file:
 /// operations recorded under the same (dev, ino) before it concern earlier files that had that
 /// number (the kernel reuses a freed number at once, so dpkg replacing a path twice often gets the
 /// first file's number back), and path operations before it concern the files it replaced. Those
-/// operations stay in the history and their writers are judged all the same; only the window for
-/// gaps and "predates monitoring" starts at the creation. A creation of an inode that came from
+/// operations stay in the history and their writers are judged all the same (unless the earlier
+/// file provably ended first: `Store::drop_earlier_file_entries`, since an operation recorded just
+/// before the creation may be on the new file); the window for gaps and "predates monitoring"
+/// starts at the creation. A creation of an inode that came from
 /// outside the watched roots without a history does not count.
-pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<WallNanos> {
-    entries
-        .iter()
-        .rev()
-        .find(|entry| {
-            entry.file == Some(file) && creates_inode(entry) && !entry.prior_history_unknown
-        })
-        .map(|entry| entry.time)
+pub(crate) fn last_creation(entries: &[HistoryEntry], file: FileId) -> Option<&HistoryEntry> {
+    entries.iter().rev().find(|entry| {
+        entry.file == Some(file) && creates_inode(entry) && !entry.prior_history_unknown
+    })
 }
 
 /// How far a removal's timestamp must lie before a transaction's start to be known to precede it:

@@ -262,6 +262,8 @@ impl Store {
         trust: Option<(PathBuf, Baseline)>,
     ) -> Result<(), StoreError> {
         let (_, writer) = self.writer()?;
+        // Kept under the store's key of the path, which `trust_queued_for` compares against.
+        let trust = trust.map(|(path, baseline)| (super::store_key(&path), baseline));
         writer.queued_verdicts.push(QueuedVerdict { record, trust });
         Ok(())
     }
@@ -281,7 +283,7 @@ impl Store {
                 queued
                     .trust
                     .as_ref()
-                    .is_some_and(|(trusted, _)| super::store_key(trusted) == key)
+                    .is_some_and(|(trusted, _)| *trusted == key)
             })
         })
     }
