@@ -756,12 +756,7 @@ async fn every_program_is_attached_and_detached_on_drop() {
             "lsm_inode_setxattr",
             "lsm_inode_removexattr",
         ],
-        ActiveBackend::Tracepoint => &[
-            "sys_enter",
-            "sys_exit",
-            "io_uring_create",
-            "io_uring_submit_req",
-        ],
+        ActiveBackend::Tracepoint => &["sys_exit", "io_uring_create", "io_uring_submit_req"],
     };
     let process_programs = [
         "sched_process_exec",

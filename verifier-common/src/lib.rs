@@ -64,28 +64,27 @@ pub enum ProgramId {
     Exec = 0,
     Fork = 1,
     Exit = 2,
-    SysEnter = 3,
-    SysExit = 4,
-    IoUringCreate = 5,
-    IoUringSubmit = 6,
-    LsmFileOpen = 7,
-    LsmFileTruncate = 8,
-    LsmPathTruncate = 9,
-    LsmPathRename = 10,
-    LsmPathUnlink = 11,
-    LsmPathRmdir = 12,
-    LsmPathLink = 13,
-    LsmPathSymlink = 14,
-    LsmPathMknod = 15,
-    LsmPathChmod = 16,
-    LsmPathChown = 17,
-    LsmInodeSetxattr = 18,
-    LsmInodeRemovexattr = 19,
-    LsmInodeSetattr = 20,
+    SysExit = 3,
+    IoUringCreate = 4,
+    IoUringSubmit = 5,
+    LsmFileOpen = 6,
+    LsmFileTruncate = 7,
+    LsmPathTruncate = 8,
+    LsmPathRename = 9,
+    LsmPathUnlink = 10,
+    LsmPathRmdir = 11,
+    LsmPathLink = 12,
+    LsmPathSymlink = 13,
+    LsmPathMknod = 14,
+    LsmPathChmod = 15,
+    LsmPathChown = 16,
+    LsmInodeSetxattr = 17,
+    LsmInodeRemovexattr = 18,
+    LsmInodeSetattr = 19,
 }
 
 /// Number of [`ProgramId`]s.
-pub const PROGRAM_COUNT: u32 = 21;
+pub const PROGRAM_COUNT: u32 = 20;
 
 /// The counters map's extra slot after the programs' own: every program also counts its lost
 /// records (`ringbuf_full`, `errors`) there, so that userspace learns whether anything was lost
@@ -104,7 +103,6 @@ impl ProgramId {
         ProgramId::Exec,
         ProgramId::Fork,
         ProgramId::Exit,
-        ProgramId::SysEnter,
         ProgramId::SysExit,
         ProgramId::IoUringCreate,
         ProgramId::IoUringSubmit,
@@ -130,7 +128,6 @@ impl ProgramId {
             ProgramId::Exec => "sched_process_exec",
             ProgramId::Fork => "sched_process_fork",
             ProgramId::Exit => "sched_process_exit",
-            ProgramId::SysEnter => "sys_enter",
             ProgramId::SysExit => "sys_exit",
             ProgramId::IoUringCreate => "io_uring_create",
             ProgramId::IoUringSubmit => "io_uring_submit_req",
@@ -317,19 +314,6 @@ pub struct TxnState {
     pub id: u64,
     pub depth: u32,
     pub root_tgid: u32,
-}
-
-/// Syscall arguments stashed at `sys_enter` until `sys_exit` (map keyed by pid_tgid).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct SyscallStash {
-    /// The x86_64 number (ia32 numbers are translated at entry).
-    pub syscall: u32,
-    /// 1: entered as an ia32 (compat) syscall.
-    pub compat: u32,
-    /// Open flags read at entry (openat2's `open_how` lives in user memory).
-    pub open_flags: u64,
-    pub args: [u64; 6],
 }
 
 /// Key of the io_uring throttle map: report each (process, opcode) once.

@@ -104,24 +104,30 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
     }
 }
 
-/// Whether to wake the reader for this record: only once enough waits (see `RING_WAKEUP_BYTES`).
+/// Whether to wake the reader after this record: only when it takes the waiting bytes across
+/// `RING_WAKEUP_BYTES` (or that is 0). Above the threshold the reader is awake already or drains on its own
+/// timer, so a reader that falls behind is not sent a wakeup per record.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+fn wakeup_flags(len: u64) -> u64 {
     // SAFETY: volatile read of a static userspace sets before load.
     let threshold = unsafe { core::ptr::read_volatile(&raw const RING_WAKEUP_BYTES) };
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if threshold == 0 || (waiting < threshold && waiting + len + RECORD_OVERHEAD >= threshold) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
 }
 
+/// Ring-buffer header per record (`BPF_RINGBUF_HDR_SZ`), before rounding to 8 bytes.
+const RECORD_OVERHEAD: u64 = 8;
+
 /// Copies `len` bytes at `record` into the ring buffer, counting the outcome.
 #[inline(always)]
 pub fn submit(program: ProgramId, record: *const u8, len: usize) {
     // SAFETY: the caller bounds `len` within the object `record` points into.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
-    match EVENTS.output(bytes, wakeup_flags()) {
+    match EVENTS.output(bytes, wakeup_flags(len as u64)) {
         Ok(()) => count(program, Count::Emitted),
         Err(_) => count(program, Count::RingbufFull),
     }
@@ -130,7 +136,7 @@ pub fn submit(program: ProgramId, record: *const u8, len: usize) {
 /// Submits a small fixed-size record built on the stack.
 #[inline(always)]
 pub fn submit_value<T>(program: ProgramId, record: &T) {
-    match EVENTS.output(record, wakeup_flags()) {
+    match EVENTS.output(record, wakeup_flags(core::mem::size_of::<T>() as u64)) {
         Ok(()) => count(program, Count::Emitted),
         Err(_) => count(program, Count::RingbufFull),
     }

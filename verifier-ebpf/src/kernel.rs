@@ -53,6 +53,53 @@ pub fn read_ptr(addr: u64) -> Option<u64> {
     }
 }
 
+/// A dentry's `d_parent` and `d_name` (`struct qstr`: hash, len, name), read at once: they are
+/// adjacent in every kernel, and userspace checks the running kernel's layout before load.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DentryHead {
+    pub parent: u64,
+    pub hash: u32,
+    pub len: u32,
+    pub name: u64,
+}
+
+#[inline(always)]
+pub fn dentry_head(dentry: u64) -> Option<DentryHead> {
+    let at = dentry + off!(dentry_parent);
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel(at as *const DentryHead).ok() }
+}
+
+/// The x86_64 syscall entry frame: `struct pt_regs` up to `orig_ax`, in the order the entry code
+/// pushes it (userspace checks the kernel's BTF agrees before load). Read at once.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EntryFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub bp: u64,
+    pub bx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub ax: u64,
+    pub cx: u64,
+    pub dx: u64,
+    pub si: u64,
+    pub di: u64,
+    pub orig_ax: u64,
+}
+
+#[inline(always)]
+pub fn entry_frame(regs: u64) -> Option<EntryFrame> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(regs as *const EntryFrame).ok() }
+}
+
 /// `task->files->fdt->fd[fd]`.
 #[inline(always)]
 pub fn file_of_fd(task: u64, fd: i64) -> Option<u64> {
@@ -84,10 +131,21 @@ pub fn inode_identity(inode: u64) -> Option<(u64, u64)> {
     Some((dev as u64, ino))
 }
 
-/// (dentry, vfsmount) of a `struct path` at `path`.
+/// `struct path`: `mnt`, `dentry` (userspace checks the kernel's layout before load).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KernelPath {
+    mnt: u64,
+    dentry: u64,
+}
+
+/// (dentry, vfsmount) of a `struct path` at `path`, read at once.
 #[inline(always)]
 pub fn path_parts(path: u64) -> Option<(u64, u64)> {
-    let dentry = read_ptr(path + off!(path_dentry))?;
-    let mnt = read_ptr(path + off!(path_mnt))?;
-    Some((dentry, mnt))
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    let parts = unsafe { bpf_probe_read_kernel(path as *const KernelPath) }.ok()?;
+    if parts.mnt == 0 || parts.dentry == 0 {
+        return None;
+    }
+    Some((parts.dentry, parts.mnt))
 }

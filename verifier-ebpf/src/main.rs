@@ -32,11 +32,6 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     run(process::on_exit(&ctx))
 }
 
-#[btf_tracepoint(function = "sys_enter")]
-pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    run(file::on_sys_enter(&ctx))
-}
-
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     run(file::on_sys_exit(&ctx))

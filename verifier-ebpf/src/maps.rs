@@ -4,8 +4,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use verifier_common::{
-    COUNTER_SLOTS, FileKey, IoUringKey, KernelOffsets, PATH_CAP, ProgramCounters, SyscallStash,
-    TxnState,
+    COUNTER_SLOTS, FileKey, IoUringKey, KernelOffsets, PATH_CAP, ProgramCounters, TxnState,
 };
 
 /// Struct field offsets of the running kernel, written by userspace from its BTF at load.
@@ -37,10 +36,6 @@ pub static TRANSACTIONS: HashMap<u32, TxnState> = HashMap::with_max_entries(65_5
 /// Slot 0: the last transaction sequence number this CPU handed out.
 #[map]
 pub static TRANSACTION_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Syscall arguments between `sys_enter` and `sys_exit`, per thread (pid_tgid).
-#[map]
-pub static SYSCALL_STASH: HashMap<u64, SyscallStash> = HashMap::with_max_entries(65_536, 0);
 
 /// io_uring use already reported (process, opcode).
 #[map]

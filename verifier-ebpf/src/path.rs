@@ -12,7 +12,7 @@ use aya_ebpf::helpers::generated::{
 use verifier_common::{PATH_CAP, PathInfo, origin};
 
 use crate::{
-    kernel::{file_identity, file_of_fd, inode_identity, off, path_parts, read_ptr, read_u32},
+    kernel::{dentry_head, file_identity, file_of_fd, inode_identity, off, path_parts, read_ptr},
     maps::{PATH_HALF, WALK_STATE},
 };
 
@@ -66,11 +66,14 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
         write_volatile(&raw mut (*state).truncated, 1);
     }
     let mut dentry = dentry;
-    let mut vfsmnt = vfsmnt;
     let mut mount = vfsmnt - off!(mount_mnt);
+    let mut mnt_root = read_ptr(vfsmnt + off!(vfsmount_mnt_root))?;
     for _ in 0..MAX_WALK {
-        let mnt_root = read_ptr(vfsmnt + off!(vfsmount_mnt_root))?;
-        let parent = read_ptr(dentry + off!(dentry_parent))?;
+        let head = dentry_head(dentry)?;
+        let parent = head.parent;
+        if parent == 0 {
+            return None;
+        }
         if dentry == mnt_root || dentry == parent {
             let mount_parent = read_ptr(mount + off!(mount_parent))?;
             if dentry != mnt_root || mount == mount_parent {
@@ -80,11 +83,13 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
             }
             dentry = read_ptr(mount + off!(mount_mountpoint))?;
             mount = mount_parent;
-            vfsmnt = mount + off!(mount_mnt);
+            mnt_root = read_ptr(mount + off!(mount_mnt) + off!(vfsmount_mnt_root))?;
             continue;
         }
-        let name = read_ptr(dentry + off!(dentry_name) + off!(qstr_name))?;
-        let len = read_u32(dentry + off!(dentry_name) + off!(qstr_len))?;
+        let (name, len) = (head.name, head.len);
+        if name == 0 {
+            return None;
+        }
         // SAFETY: as above.
         let at = unsafe { read_volatile(&raw const (*state).at) };
         if len > NAME_MASK || len + 1 > at {
@@ -325,9 +330,8 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
             None => return Request::NONE,
         }
     };
-    let dir = dir_path_of(task, dirfd);
     if user_len == 0 {
-        return match dir {
+        return match dir_path_of(task, dirfd) {
             Some(base) => Request {
                 base,
                 origin: origin::KERNEL,
@@ -343,11 +347,13 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
         user_truncated,
         ..Request::NONE
     };
-    match dir {
-        _ if absolute => Request {
+    if absolute {
+        return Request {
             origin: origin::USER_RESOLVED,
             ..user_only
-        },
+        };
+    }
+    match dir_path_of(task, dirfd) {
         Some(base) => Request {
             base,
             join: true,

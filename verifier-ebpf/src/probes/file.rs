@@ -1,19 +1,17 @@
-//! File-modifying syscalls from `sys_enter`/`sys_exit`: arguments are stashed per thread at entry
-//! (only for the syscalls and open flags that modify files) and reported at exit, only when the
-//! syscall succeeded. fd-based operations are reported with the kernel path and inode of the open
-//! file; path-based ones with the user string anchored at the dirfd's or cwd's kernel path.
-//! Syscall numbers are x86_64's; ia32 (compat) syscalls of 32-bit code are translated to them at
-//! entry, their arguments taken from the ia32 registers.
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    programs::BtfTracePointContext,
-};
-use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, SyscallStash, file_op, kind};
+//! File-modifying syscalls from `sys_exit`, reported only when the syscall succeeded. The
+//! arguments are read at exit from the task's saved user registers: the kernel leaves them as they
+//! were at entry (ptrace and seccomp may rewrite them only before the syscall runs), so nothing
+//! runs at entry and nothing is stashed per thread. fd-based operations are reported with the
+//! kernel path and inode of the open file; path-based ones with the user string anchored at the
+//! dirfd's or cwd's kernel path. Syscall numbers are x86_64's; ia32 (compat) syscalls of 32-bit
+//! code are translated to them, their arguments taken from the ia32 registers.
+use aya_ebpf::{helpers::bpf_probe_read_user, programs::BtfTracePointContext};
+use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, file_op, kind};
 
 use crate::{
     emit::{Count, count, current_task, fill_header, submit},
-    kernel::{file_of_fd, off, offsets_ready, read_u32, read_u64},
-    maps::{PATH_SCRATCH, RECORD_SCRATCH, SYSCALL_STASH},
+    kernel::{EntryFrame, entry_frame, file_of_fd, off, offsets_ready, read_u32, read_u64},
+    maps::{PATH_SCRATCH, RECORD_SCRATCH},
     path::{AT_FDCWD, Built, Request, assemble, at_request, copy_into, verbatim_request},
 };
 
@@ -230,29 +228,14 @@ fn classify(syscall: u64) -> Option<(u64, bool)> {
 
 /// The six arguments of an ia32 syscall (ebx, ecx, edx, esi, edi, ebp), zero-extended.
 #[inline(always)]
-fn ia32_syscall_args(regs: u64) -> [u64; 6] {
-    let arg = |offset: u64| read_u64(regs + offset).unwrap_or(0) & 0xffff_ffff;
-    [
-        arg(off!(regs_bx)),
-        arg(off!(regs_cx)),
-        arg(off!(regs_dx)),
-        arg(off!(regs_si)),
-        arg(off!(regs_di)),
-        arg(off!(regs_bp)),
-    ]
+fn ia32_syscall_args(frame: &EntryFrame) -> [u64; 6] {
+    [frame.bx, frame.cx, frame.dx, frame.si, frame.di, frame.bp].map(|arg| arg & 0xffff_ffff)
 }
 
-/// The six syscall arguments from `struct pt_regs` (x86_64 calling convention).
+/// The six arguments of an x86_64 syscall.
 #[inline(always)]
-fn syscall_args(regs: u64) -> [u64; 6] {
-    [
-        read_u64(regs + off!(regs_di)).unwrap_or(0),
-        read_u64(regs + off!(regs_si)).unwrap_or(0),
-        read_u64(regs + off!(regs_dx)).unwrap_or(0),
-        read_u64(regs + off!(regs_r10)).unwrap_or(0),
-        read_u64(regs + off!(regs_r8)).unwrap_or(0),
-        read_u64(regs + off!(regs_r9)).unwrap_or(0),
-    ]
+fn syscall_args(frame: &EntryFrame) -> [u64; 6] {
+    [frame.di, frame.si, frame.dx, frame.r10, frame.r8, frame.r9]
 }
 
 /// Open flags of an open-family syscall; `None` for other syscalls.
@@ -267,44 +250,6 @@ fn open_flags(syscall: u64, args: &[u64; 6]) -> Option<u64> {
         nr::OPENAT2 => Some(unsafe { bpf_probe_read_user(args[2] as *const u64) }.unwrap_or(0)),
         _ => None,
     }
-}
-
-/// `sys_enter(struct pt_regs *regs, long id)`.
-pub fn on_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
-    let raw: u64 = ctx.arg(1);
-    if !offsets_ready() || !candidate(raw) {
-        return None;
-    }
-    let (syscall, compat) = classify(raw)?;
-    let program = ProgramId::SysEnter;
-    count(program, Count::Total);
-    let regs: u64 = ctx.arg(0);
-    let args = if compat {
-        ia32_syscall_args(regs)
-    } else {
-        syscall_args(regs)
-    };
-    let flags = open_flags(syscall, &args);
-    if let Some(flags) = flags
-        && flags & O_ACCMODE == 0
-        && flags & (O_CREAT | O_TRUNC) == 0
-    {
-        count(program, Count::Ignored);
-        return None;
-    }
-    let stash = SyscallStash {
-        syscall: syscall as u32,
-        compat: compat as u32,
-        open_flags: flags.unwrap_or(0),
-        args,
-    };
-    if SYSCALL_STASH
-        .insert(&bpf_get_current_pid_tgid(), &stash, 0)
-        .is_err()
-    {
-        count(program, Count::Error);
-    }
-    Some(())
 }
 
 /// How one path of a record is obtained.
@@ -356,14 +301,14 @@ fn fd(fd: u64) -> Source {
     Source::Fd(fd as i32 as i64)
 }
 
+/// What the syscall did, from its x86_64 number, arguments and (for opens) flags.
 #[inline(always)]
-fn plan(stash: &SyscallStash) -> Option<Plan> {
-    let a = &stash.args;
+fn plan(syscall: u64, open_flags: u64, a: &[u64; 6]) -> Option<Plan> {
     let chown_ids = |uid: u64, gid: u64| ((uid & 0xffff_ffff) << 32) | (gid & 0xffff_ffff);
-    let (op, flags, path, target) = match stash.syscall as u64 {
+    let (op, flags, path, target) = match syscall {
         nr::OPEN | nr::CREAT => (
             file_op::OPEN_WRITE,
-            stash.open_flags,
+            open_flags,
             Source::Returned {
                 dirfd: AT_FDCWD,
                 user: a[0],
@@ -372,7 +317,7 @@ fn plan(stash: &SyscallStash) -> Option<Plan> {
         ),
         nr::OPENAT | nr::OPENAT2 => (
             file_op::OPEN_WRITE,
-            stash.open_flags,
+            open_flags,
             Source::Returned {
                 dirfd: a[0] as i32 as i64,
                 user: a[1],
@@ -381,7 +326,7 @@ fn plan(stash: &SyscallStash) -> Option<Plan> {
         ),
         nr::OPEN_BY_HANDLE_AT => (
             file_op::OPEN_WRITE,
-            stash.open_flags,
+            open_flags,
             Source::Returned { dirfd: -1, user: 0 },
             Source::None,
         ),
@@ -488,30 +433,31 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     if !candidate(raw) {
         return None;
     }
+    let (syscall, compat) = classify(raw)?;
     let program = ProgramId::SysExit;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: copied out before the entry is removed. Read-only opens were not stashed; anything
-    // else missing was lost at entry.
-    let stash = *unsafe { SYSCALL_STASH.get(&pid_tgid) }?;
-    let _ = SYSCALL_STASH.remove(&pid_tgid);
     count(program, Count::Total);
     let ret: i64 = ctx.arg(1);
-    let ret = if stash.compat != 0 {
-        ret as i32 as i64
-    } else {
-        ret
-    };
-    let syscall = if stash.compat != 0 {
-        native_of_ia32(raw).unwrap_or(u64::MAX)
-    } else {
-        raw
-    };
-    if ret < 0 || stash.syscall as u64 != syscall {
+    let ret = if compat { ret as i32 as i64 } else { ret };
+    if ret < 0 {
         count(program, Count::Ignored);
         return None;
     }
-    let plan = plan(&stash)?;
-    emit_file(program, &plan, stash.syscall, ret)
+    let frame = entry_frame(regs)?;
+    let args = if compat {
+        ia32_syscall_args(&frame)
+    } else {
+        syscall_args(&frame)
+    };
+    let flags = open_flags(syscall, &args);
+    if let Some(flags) = flags
+        && flags & O_ACCMODE == 0
+        && flags & (O_CREAT | O_TRUNC) == 0
+    {
+        count(program, Count::Ignored);
+        return None;
+    }
+    let plan = plan(syscall, flags.unwrap_or(0), &args)?;
+    emit_file(program, &plan, syscall as u32, ret)
 }
 
 #[inline(always)]

@@ -190,7 +190,6 @@ pub fn on_exit(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let task: u64 = ctx.arg(0);
     let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = crate::maps::SYSCALL_STASH.remove(&pid_tgid);
     let signal = read_ptr(task + off!(task_signal))?;
     let live = read_u32(signal + off!(signal_live))?;
     if live != 0 {

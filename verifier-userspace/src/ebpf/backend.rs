@@ -1,7 +1,7 @@
 //! Recorder backends: which kernel programs each one needs (and what each program covers), what
 //! the running kernel accepts (probed with aya's tiny load tests), and which backend runs.
 //!
-//! - `tracepoint`: `tp_btf` on `sys_enter`/`sys_exit` (every file-modifying syscall) plus the
+//! - `tracepoint`: `tp_btf` on `sys_exit` (every file-modifying syscall) plus the
 //!   io_uring tracepoints (io_uring use is a gap: its operations bypass the syscall hooks).
 //! - `lsm`: BPF LSM hooks (`file_open`, `path_*`, `inode_*xattr`, `inode_setattr`): every way
 //!   into the VFS, io_uring included.
@@ -117,7 +117,6 @@ pub const PROCESS_PROGRAMS: &[ProgramSpec] = &[
 
 /// The tracepoint backend's file programs. The io_uring programs report io_uring use (a gap).
 pub const TRACEPOINT_PROGRAMS: &[ProgramSpec] = &[
-    spec(ProgramId::SysEnter, Hook::TpBtf("sys_enter"), &[]),
     spec(ProgramId::SysExit, Hook::TpBtf("sys_exit"), ALL_OPS),
     spec(
         ProgramId::IoUringCreate,

@@ -31,6 +31,15 @@ pub enum LayoutError {
     MissingFunction(String),
     #[error("kernel BTF: function {function} has no parameter {parameter}")]
     MissingParameter { function: String, parameter: String },
+    #[error(
+        "kernel BTF: {what} is at offset {found}, the kernel programs read it at {expected} \
+         (a layout this recorder does not support)"
+    )]
+    UnexpectedLayout {
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
 }
 
 const BTF_MAGIC: u16 = 0xeb9f;
@@ -289,13 +298,49 @@ pub fn lsm_layout(btf: &KernelBtf) -> Result<(), LayoutError> {
     Ok(())
 }
 
+/// Layouts the kernel programs read in one block instead of field by field: `struct pt_regs` as
+/// the x86_64 entry code pushes it, `d_parent` followed by `d_name` (`struct qstr`: hash, len,
+/// name), and `struct path` (mnt, dentry). Every kernel so far has them; checked all the same.
+fn check_block_layouts(offsets: &KernelOffsets) -> Result<(), LayoutError> {
+    let expect = |what: &'static str, found: u32, expected: u32| {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(LayoutError::UnexpectedLayout {
+                what,
+                found,
+                expected,
+            })
+        }
+    };
+    expect("pt_regs.bp", offsets.regs_bp, 32)?;
+    expect("pt_regs.bx", offsets.regs_bx, 40)?;
+    expect("pt_regs.r10", offsets.regs_r10, 56)?;
+    expect("pt_regs.r9", offsets.regs_r9, 64)?;
+    expect("pt_regs.r8", offsets.regs_r8, 72)?;
+    expect("pt_regs.cx", offsets.regs_cx, 88)?;
+    expect("pt_regs.dx", offsets.regs_dx, 96)?;
+    expect("pt_regs.si", offsets.regs_si, 104)?;
+    expect("pt_regs.di", offsets.regs_di, 112)?;
+    expect("pt_regs.orig_ax", offsets.regs_orig_ax, 120)?;
+    expect(
+        "dentry.d_name (from d_parent)",
+        offsets.dentry_name.wrapping_sub(offsets.dentry_parent),
+        8,
+    )?;
+    expect("qstr.len", offsets.qstr_len, 4)?;
+    expect("qstr.name", offsets.qstr_name, 8)?;
+    expect("path.mnt", offsets.path_mnt, 0)?;
+    expect("path.dentry", offsets.path_dentry, 8)
+}
+
 /// The whole table for the running kernel. Fields only the LSM backend reads are 0 when absent
 /// (that backend is then refused: see [`lsm_layout`]).
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
     let f = |s: &str, field: &str| btf.field_offset(s, field);
     let lsm_field = |s: &str, field: &str| btf.field_offset(s, field).unwrap_or(0);
     let lsm_param = |function: &str, p: &str| btf.parameter_index(function, p).unwrap_or(0);
-    Ok(KernelOffsets {
+    let offsets = KernelOffsets {
         valid: 1,
         task_pid: f("task_struct", "pid")?,
         task_tgid: f("task_struct", "tgid")?,
@@ -362,7 +407,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         lsm_setattr_attr: lsm_param("bpf_lsm_inode_setattr", "attr"),
         lsm_setxattr_dentry: lsm_param("bpf_lsm_inode_setxattr", "dentry"),
         lsm_removexattr_dentry: lsm_param("bpf_lsm_inode_removexattr", "dentry"),
-    })
+    };
+    check_block_layouts(&offsets)?;
+    Ok(offsets)
 }
 
 #[cfg(test)]
@@ -387,6 +434,44 @@ mod tests {
         assert_eq!(offsets.qstr_name, 8);
         assert_eq!(offsets.path_mnt, 0);
         assert_eq!(offsets.path_dentry, 8);
+    }
+
+    /// A layout the kernel programs would misread (a field they read in one block moved) is
+    /// refused before load, naming the field.
+    #[test]
+    fn moved_block_fields_are_refused() {
+        let supported = KernelOffsets {
+            regs_bp: 32,
+            regs_bx: 40,
+            regs_r10: 56,
+            regs_r9: 64,
+            regs_r8: 72,
+            regs_cx: 88,
+            regs_dx: 96,
+            regs_si: 104,
+            regs_di: 112,
+            regs_orig_ax: 120,
+            dentry_parent: 24,
+            dentry_name: 32,
+            qstr_len: 4,
+            qstr_name: 8,
+            path_mnt: 0,
+            path_dentry: 8,
+            ..KernelOffsets::ZERO
+        };
+        check_block_layouts(&supported).expect("the x86_64 layouts are supported");
+        let moved_name = KernelOffsets {
+            dentry_name: 40,
+            ..supported
+        };
+        let error = check_block_layouts(&moved_name).unwrap_err().to_string();
+        assert!(error.contains("d_name"), "{error}");
+        let moved_di = KernelOffsets {
+            regs_di: 8,
+            ..supported
+        };
+        let error = check_block_layouts(&moved_di).unwrap_err().to_string();
+        assert!(error.contains("pt_regs.di"), "{error}");
     }
 
     /// Hook parameters are found by name in the `bpf_lsm_<hook>` prototypes.

@@ -318,7 +318,7 @@ struct WorkloadResult {
     without: Vec<Duration>,
     with: Vec<Duration>,
     daemon: Vec<DaemonFigures>,
-    /// Other processes' `sys_enter` programs attached during each run (noise indicator).
+    /// Other processes' `sys_exit` programs attached during each run (noise indicator).
     foreign_recorders: Vec<usize>,
 }
 
@@ -360,7 +360,7 @@ fn measure(
                 result.foreign_recorders.push(foreign);
             } else {
                 thread::sleep(SETTLE);
-                let foreign = attached_sys_enter_programs();
+                let foreign = attached_sys_exit_programs();
                 let lock = workload.prepare()?;
                 let wall = workload.run_once()?;
                 workload.clean()?;
@@ -380,7 +380,7 @@ fn run_with_daemon(
 ) -> anyhow::Result<(Duration, DaemonFigures, usize)> {
     let daemon = BenchDaemon::start(scratch, workload, round)?;
     thread::sleep(SETTLE);
-    let foreign = attached_sys_enter_programs().saturating_sub(1);
+    let foreign = attached_sys_exit_programs().saturating_sub(1);
     let before = daemon.status()?;
     let lock = workload.prepare()?;
     let wall = workload.run_once()?;
@@ -593,15 +593,15 @@ fn verifier_binary() -> PathBuf {
     workspace_root().join("target/release/verifier")
 }
 
-/// `sys_enter` programs loaded on the machine right now (each verifier daemon has one).
-fn attached_sys_enter_programs() -> usize {
+/// `sys_exit` programs loaded on the machine right now (each verifier daemon has one).
+fn attached_sys_exit_programs() -> usize {
     Command::new("bpftool")
         .args(["prog", "show"])
         .output()
         .map(|output| {
             String::from_utf8_lossy(&output.stdout)
                 .lines()
-                .filter(|line| line.contains("name sys_enter"))
+                .filter(|line| line.contains("name sys_exit"))
                 .count()
         })
         .unwrap_or(0)
@@ -680,7 +680,7 @@ impl WorkloadResult {
             "with_daemon_s": secs(&self.with),
             "overhead": self.overhead(),
             "target_overhead": TARGET_OVERHEAD,
-            "foreign_sys_enter_programs": self.foreign_recorders,
+            "foreign_recorder_programs": self.foreign_recorders,
             "daemon": self.daemon.iter().map(|f| serde_json::json!({
                 "lost": f.lost, "emitted": f.emitted, "stored": f.stored, "gaps": f.gaps,
                 "failed_batches": f.failed_batches, "caught_up_s": f.caught_up_secs,
@@ -732,7 +732,7 @@ fn section(results: &[&WorkloadResult]) -> String {
     if foreign > 0 {
         let _ = writeln!(
             md,
-            "\nOther verifier daemons were running during some runs ({foreign} foreign `sys_enter` \
+            "\nOther verifier daemons were running during some runs ({foreign} foreign `sys_exit` \
              programs counted over all runs): their probes slow both sides; the ratios are noisy."
         );
     }
