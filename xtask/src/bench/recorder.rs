@@ -42,7 +42,8 @@ const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(120);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the store's progress is asked while it catches up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(100);
-/// Quiet time before each timed run (daemon start-up work settles; page cache writeback).
+/// Quiet time before each timed run, after dirty pages were written back (daemon start-up work
+/// settles).
 const SETTLE: Duration = Duration::from_millis(1500);
 
 pub fn run(options: &Options, report: &mut Report) -> anyhow::Result<()> {
@@ -359,7 +360,7 @@ fn measure(
                 result.daemon.push(figures);
                 result.foreign_recorders.push(foreign);
             } else {
-                thread::sleep(SETTLE);
+                settle();
                 let foreign = attached_sys_exit_programs();
                 let lock = workload.prepare()?;
                 let wall = workload.run_once()?;
@@ -373,13 +374,22 @@ fn measure(
     Ok(result)
 }
 
+/// Starts every timed run from the same state: the previous run's dirty pages (100,000 unlinked
+/// files, a purged package) written back, so no run pays for its predecessor's writeback (dpkg's
+/// fsyncs otherwise took 1.2 s in a first round and 6 s in later ones), then a quiet pause.
+fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    thread::sleep(SETTLE);
+}
+
 fn run_with_daemon(
     scratch: &Scratch,
     workload: &dyn Workload,
     round: usize,
 ) -> anyhow::Result<(Duration, DaemonFigures, usize)> {
     let daemon = BenchDaemon::start(scratch, workload, round)?;
-    thread::sleep(SETTLE);
+    settle();
     let foreign = attached_sys_exit_programs().saturating_sub(1);
     let before = daemon.status()?;
     let lock = workload.prepare()?;
