@@ -105,8 +105,8 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
 }
 
 /// Whether to wake the reader after this record: only when it takes the waiting bytes across
-/// `RING_WAKEUP_BYTES` (or that is 0). Above the threshold the reader is awake already or drains on its own
-/// timer, so a reader that falls behind is not sent a wakeup per record.
+/// `RING_WAKEUP_BYTES` (or that is 0). Above the threshold the reader is awake already or drains
+/// on its own timer, so a reader that falls behind is not sent a wakeup per record.
 #[inline(always)]
 fn wakeup_flags(len: u64) -> u64 {
     // SAFETY: volatile read of a static userspace sets before load.

@@ -11,9 +11,9 @@ use verifier_common::{
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 
-/// Wake the reader only once this many bytes wait in the ring buffer (set by userspace from the
-/// ring size; 0: on every record). Below it the reader drains on its own timer, so a busy host
-/// does not pay a wakeup per record.
+/// Wake the reader when the bytes waiting in the ring buffer cross this many (set by userspace
+/// from the ring size; 0: on every record). Otherwise the reader drains on its own timer, so a
+/// busy host does not pay a wakeup per record.
 #[unsafe(no_mangle)]
 pub static RING_WAKEUP_BYTES: u64 = 0;
 

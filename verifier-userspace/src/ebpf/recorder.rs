@@ -32,7 +32,7 @@ const COUNTERS_MAP: &str = "COUNTERS";
 const PACKAGE_MANAGERS_MAP: &str = "PACKAGE_MANAGERS";
 const OFFSETS_GLOBAL: &str = "OFFSETS";
 const RING_WAKEUP_GLOBAL: &str = "RING_WAKEUP_BYTES";
-/// The kernel wakes the reader only once this fraction of the ring buffer is filled; below it
+/// The kernel wakes the reader when the ring buffer's fill crosses this fraction of it; otherwise
 /// the reader drains on its own timer (`intake`), so a busy host pays no wakeup per record.
 const RING_WAKEUP_DIVISOR: u32 = 8;
 /// The `iter/task_file` program listing files open for write.
