@@ -442,7 +442,11 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
         count(program, Count::Ignored);
         return None;
     }
-    let frame = entry_frame(regs)?;
+    let Some(frame) = entry_frame(regs) else {
+        // A successful file operation we cannot describe: a loss, so it becomes a gap.
+        count(program, Count::Error);
+        return None;
+    };
     let args = if compat {
         ia32_syscall_args(&frame)
     } else {
