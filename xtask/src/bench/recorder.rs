@@ -375,8 +375,9 @@ fn measure(
 }
 
 /// Starts every timed run from the same state: the previous run's dirty pages (100,000 unlinked
-/// files, a purged package) written back, so no run pays for its predecessor's writeback (dpkg's
-/// fsyncs otherwise took 1.2 s in a first round and 6 s in later ones), then a quiet pause.
+/// files, a purged package) written back, so no run pays for its predecessor's writeback, then a
+/// quiet pause. (dpkg's first round stays several times faster than the later ones on both
+/// sides even so; the cause is not this.)
 fn settle() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
