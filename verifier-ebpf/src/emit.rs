@@ -1,17 +1,14 @@
 //! Counting and emitting: the per-program counters, the common record header, and the copy of a
 //! finished record into the ring buffer (a full ring buffer is counted, never waited on).
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
-    },
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns},
 };
 use verifier_common::{LOSS_SUMMARY_SLOT, ProgramCounters, ProgramId, RecordHeader};
 
 use crate::{
-    kernel::{off, read_ptr, read_u32, read_u64},
-    maps::{COUNTERS, EVENTS, RING_WAKEUP_BYTES, TRANSACTIONS},
+    kernel::{load_u32, load_u64, off},
+    maps::{COUNTERS, EVENTS, RING_WAKEUP_BYTES, TRANSACTIONS, WAKEUP_PENDING},
 };
 
 /// Which counter to bump.
@@ -61,36 +58,40 @@ fn count_loss_summary(what: Count) {
     }
 }
 
-/// The current task (`struct task_struct *`).
+/// The current task (`struct task_struct *`) as a pointer the verifier knows the type of, so its
+/// fields (and the objects they point to) can be loaded directly (see `kernel::load_u64`).
 #[inline(always)]
 pub fn current_task() -> u64 {
     // SAFETY: helper without preconditions.
-    unsafe { bpf_get_current_task() }
+    unsafe { bpf_get_current_task_btf() as u64 }
 }
 
-/// Fills the header from the current task.
+/// Fills the header from the current task. Every field is a direct load from the task (no helper
+/// call): the record header is written for every reported operation.
 #[inline(always)]
 pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
     let task = current_task();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
+    let tgid = load_u32(task, off!(task_tgid));
     header.kind = kind;
     header.program = program as u32;
     // SAFETY: helper without preconditions.
     header.time_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     header.pid = tgid;
-    header.tid = pid_tgid as u32;
-    header.uid = bpf_get_current_uid_gid() as u32;
-    header.euid = read_ptr(task + off!(task_cred))
-        .and_then(|cred| read_u32(cred + off!(cred_euid)))
-        .unwrap_or(u32::MAX);
-    header.ppid = read_ptr(task + off!(task_real_parent))
-        .and_then(|parent| read_u32(parent + off!(task_tgid)))
-        .unwrap_or(0);
-    header.start_time_ns = read_ptr(task + off!(task_group_leader))
-        .and_then(|leader| read_u64(leader + off!(task_start_boottime)))
-        .unwrap_or(0);
-    header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    header.tid = load_u32(task, off!(task_pid));
+    let cred = load_u64(task, off!(task_cred));
+    header.uid = load_u32(cred, off!(cred_uid));
+    header.euid = load_u32(cred, off!(cred_euid));
+    header.ppid = load_u32(load_u64(task, off!(task_real_parent)), off!(task_tgid));
+    header.start_time_ns = load_u64(
+        load_u64(task, off!(task_group_leader)),
+        off!(task_start_boottime),
+    );
+    let comm = [
+        load_u64(task, off!(task_comm)),
+        load_u64(task, off!(task_comm) + 8),
+    ];
+    // SAFETY: two u64 are 16 bytes, the size of `comm`.
+    header.comm = unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(comm) };
     // SAFETY: the value is copied out at once.
     match unsafe { TRANSACTIONS.get(&tgid) } {
         Some(txn) => {
@@ -104,15 +105,21 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
     }
 }
 
-/// Whether to wake the reader after this record: only when it takes the waiting bytes across
-/// `RING_WAKEUP_BYTES` (or that is 0). Above the threshold the reader is awake already or drains
-/// on its own timer, so a reader that falls behind is not sent a wakeup per record.
+/// Whether to wake the reader after this record: when the bytes this CPU emitted since its last
+/// wakeup reach `RING_WAKEUP_BYTES` (or that is 0). Otherwise the reader drains on its own timer,
+/// so a busy host does not pay a wakeup (nor a query of the ring's fill) per record.
 #[inline(always)]
 fn wakeup_flags(len: u64) -> u64 {
     // SAFETY: volatile read of a static userspace sets before load.
     let threshold = unsafe { core::ptr::read_volatile(&raw const RING_WAKEUP_BYTES) };
-    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if threshold == 0 || (waiting < threshold && waiting + len + RECORD_OVERHEAD >= threshold) {
+    let Some(pending) = WAKEUP_PENDING.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    };
+    // SAFETY: a per-CPU slot: no other writer runs on this CPU at once.
+    let pending = unsafe { &mut *pending };
+    *pending += len + RECORD_OVERHEAD;
+    if *pending >= threshold {
+        *pending = 0;
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -44,6 +44,22 @@ pub fn read_u8(addr: u64) -> Option<u8> {
     unsafe { bpf_probe_read_kernel(addr as *const u8).ok() }
 }
 
+/// A field of a kernel object whose pointer the verifier knows the BTF type of (a tracing
+/// program's typed argument, `bpf_get_current_task_btf()`, or a pointer field loaded from one),
+/// loaded directly: the verifier checks the access against the kernel's BTF and the JIT turns it
+/// into a plain load that reads 0 on a fault. The offset must be a load-time constant (`off!`).
+#[inline(always)]
+pub fn load_u64(object: u64, offset: u64) -> u64 {
+    // SAFETY: a fault-tolerant load (BPF_PROBE_MEM) of a typed kernel pointer.
+    unsafe { core::ptr::read_volatile((object + offset) as *const u64) }
+}
+
+#[inline(always)]
+pub fn load_u32(object: u64, offset: u64) -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile((object + offset) as *const u32) }
+}
+
 /// A non-null pointer field.
 #[inline(always)]
 pub fn read_ptr(addr: u64) -> Option<u64> {
@@ -71,49 +87,26 @@ pub fn dentry_head(dentry: u64) -> Option<DentryHead> {
     unsafe { bpf_probe_read_kernel(at as *const DentryHead).ok() }
 }
 
-/// The x86_64 syscall entry frame: `struct pt_regs` up to `orig_ax`, in the order the entry code
-/// pushes it (userspace checks the kernel's BTF agrees before load). Read at once.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct EntryFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub bp: u64,
-    pub bx: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub ax: u64,
-    pub cx: u64,
-    pub dx: u64,
-    pub si: u64,
-    pub di: u64,
-    pub orig_ax: u64,
-}
-
-#[inline(always)]
-pub fn entry_frame(regs: u64) -> Option<EntryFrame> {
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_kernel(regs as *const EntryFrame).ok() }
-}
-
-/// `task->files->fdt->fd[fd]`.
+/// `task->files->fdt->fd[fd]` of the current task (`task` from `emit::current_task`: typed, so
+/// the chain to the fd array is loaded directly; the array slot is read).
 #[inline(always)]
 pub fn file_of_fd(task: u64, fd: i64) -> Option<u64> {
     if fd < 0 {
         return None;
     }
-    let files = read_ptr(task + off!(task_files))?;
-    let fdt = read_ptr(files + off!(files_fdt))?;
-    let max = read_u32(fdt + off!(fdtable_max_fds))? as i64;
+    let files = nonnull(load_u64(task, off!(task_files)))?;
+    let fdt = nonnull(load_u64(files, off!(files_fdt)))?;
+    let max = load_u32(fdt, off!(fdtable_max_fds)) as i64;
     if fd >= max {
         return None;
     }
-    let array = read_ptr(fdt + off!(fdtable_fd))?;
+    let array = nonnull(load_u64(fdt, off!(fdtable_fd)))?;
     read_ptr(array + (fd as u64) * 8)
+}
+
+#[inline(always)]
+fn nonnull(pointer: u64) -> Option<u64> {
+    (pointer != 0).then_some(pointer)
 }
 
 /// (kernel device, inode number) of a file object.

@@ -11,11 +11,15 @@ use verifier_common::{
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 
-/// Wake the reader when the bytes waiting in the ring buffer cross this many (set by userspace
-/// from the ring size; 0: on every record). Otherwise the reader drains on its own timer, so a
-/// busy host does not pay a wakeup per record.
+/// Wake the reader when one CPU has emitted this many bytes since it last did (set by userspace
+/// from the ring size and the CPU count; 0: on every record). Otherwise the reader drains on its
+/// own timer, so a busy host does not pay a wakeup per record.
 #[unsafe(no_mangle)]
 pub static RING_WAKEUP_BYTES: u64 = 0;
+
+/// Slot 0: bytes this CPU emitted since it last woke the reader (see `RING_WAKEUP_BYTES`).
+#[map]
+pub static WAKEUP_PENDING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Records for userspace. Its size is set by userspace from the configuration.
 #[map]

@@ -12,7 +12,9 @@ use aya_ebpf::helpers::generated::{
 use verifier_common::{PATH_CAP, PathInfo, origin};
 
 use crate::{
-    kernel::{dentry_head, file_identity, file_of_fd, inode_identity, off, path_parts, read_ptr},
+    kernel::{
+        dentry_head, file_identity, file_of_fd, inode_identity, load_u64, off, path_parts, read_ptr,
+    },
     maps::{PATH_HALF, WALK_STATE},
 };
 
@@ -270,8 +272,8 @@ pub fn file_path(scratch: *mut u8, file: u64) -> Built {
 #[inline(always)]
 fn dir_path_of(task: u64, dirfd: i64) -> Option<u64> {
     if dirfd == AT_FDCWD {
-        let fs = read_ptr(task + off!(task_fs))?;
-        Some(fs + off!(fs_pwd))
+        let fs = load_u64(task, off!(task_fs));
+        (fs != 0).then(|| fs + off!(fs_pwd))
     } else {
         let file = file_of_fd(task, dirfd)?;
         Some(file + off!(file_path))

@@ -10,7 +10,7 @@ use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, file_op, kind
 
 use crate::{
     emit::{Count, count, current_task, fill_header, submit},
-    kernel::{EntryFrame, entry_frame, file_of_fd, off, offsets_ready, read_u32, read_u64},
+    kernel::{file_of_fd, load_u32, load_u64, off, offsets_ready},
     maps::{PATH_SCRATCH, RECORD_SCRATCH},
     path::{AT_FDCWD, Built, Request, assemble, at_request, copy_into, verbatim_request},
 };
@@ -204,38 +204,56 @@ const fn native_of_ia32(syscall: u64) -> Option<u64> {
 /// Whether the current task is in an ia32 syscall.
 #[inline(always)]
 fn in_compat_syscall() -> bool {
-    let task = current_task();
-    read_u32(task + off!(task_thread_info) + off!(thread_info_status))
-        .is_some_and(|status| status & TS_COMPAT != 0)
+    let status = load_u32(
+        current_task(),
+        off!(task_thread_info) + off!(thread_info_status),
+    );
+    status & TS_COMPAT != 0
 }
 
 /// The syscall as an x86_64 number and whether it is an ia32 one, for syscalls we report.
 #[inline(always)]
 fn classify(syscall: u64) -> Option<(u64, bool)> {
-    let native = tracked(syscall);
-    let ia32 = native_of_ia32(syscall);
-    if !native && ia32.is_none() {
-        return None;
-    }
     if in_compat_syscall() {
-        ia32.map(|n| (n, true))
-    } else if native {
+        // 0 for "none", not an Option: its payload would be left undefined on the `None` path,
+        // and the BPF verifier refuses a copy of an unset register.
+        match native_of_ia32(syscall).unwrap_or(0) {
+            0 => None,
+            native => Some((native, true)),
+        }
+    } else if tracked(syscall) {
         Some((syscall, false))
     } else {
         None
     }
 }
 
-/// The six arguments of an ia32 syscall (ebx, ecx, edx, esi, edi, ebp), zero-extended.
+/// The six arguments of an ia32 syscall (ebx, ecx, edx, esi, edi, ebp), zero-extended, from the
+/// entry frame `regs`.
 #[inline(always)]
-fn ia32_syscall_args(frame: &EntryFrame) -> [u64; 6] {
-    [frame.bx, frame.cx, frame.dx, frame.si, frame.di, frame.bp].map(|arg| arg & 0xffff_ffff)
+fn ia32_syscall_args(regs: u64) -> [u64; 6] {
+    [
+        load_u64(regs, off!(regs_bx)),
+        load_u64(regs, off!(regs_cx)),
+        load_u64(regs, off!(regs_dx)),
+        load_u64(regs, off!(regs_si)),
+        load_u64(regs, off!(regs_di)),
+        load_u64(regs, off!(regs_bp)),
+    ]
+    .map(|arg| arg & 0xffff_ffff)
 }
 
-/// The six arguments of an x86_64 syscall.
+/// The six arguments of an x86_64 syscall, from the entry frame `regs`.
 #[inline(always)]
-fn syscall_args(frame: &EntryFrame) -> [u64; 6] {
-    [frame.di, frame.si, frame.dx, frame.r10, frame.r8, frame.r9]
+fn syscall_args(regs: u64) -> [u64; 6] {
+    [
+        load_u64(regs, off!(regs_di)),
+        load_u64(regs, off!(regs_si)),
+        load_u64(regs, off!(regs_dx)),
+        load_u64(regs, off!(regs_r10)),
+        load_u64(regs, off!(regs_r8)),
+        load_u64(regs, off!(regs_r9)),
+    ]
 }
 
 /// Open flags of an open-family syscall; `None` for other syscalls.
@@ -428,8 +446,9 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     if !offsets_ready() {
         return None;
     }
+    // The entry frame, typed by the tracepoint's BTF: its fields are loaded directly.
     let regs: u64 = ctx.arg(0);
-    let raw = read_u64(regs + off!(regs_orig_ax))?;
+    let raw = load_u64(regs, off!(regs_orig_ax));
     if !candidate(raw) {
         return None;
     }
@@ -442,15 +461,10 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
         count(program, Count::Ignored);
         return None;
     }
-    let Some(frame) = entry_frame(regs) else {
-        // A successful file operation we cannot describe: a loss, so it becomes a gap.
-        count(program, Count::Error);
-        return None;
-    };
     let args = if compat {
-        ia32_syscall_args(&frame)
+        ia32_syscall_args(regs)
     } else {
-        syscall_args(&frame)
+        syscall_args(regs)
     };
     let flags = open_flags(syscall, &args);
     if let Some(flags) = flags

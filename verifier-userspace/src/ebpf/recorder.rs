@@ -32,11 +32,19 @@ const COUNTERS_MAP: &str = "COUNTERS";
 const PACKAGE_MANAGERS_MAP: &str = "PACKAGE_MANAGERS";
 const OFFSETS_GLOBAL: &str = "OFFSETS";
 const RING_WAKEUP_GLOBAL: &str = "RING_WAKEUP_BYTES";
-/// The kernel wakes the reader when the ring buffer's fill crosses this fraction of it; otherwise
-/// the reader drains on its own timer (`intake`), so a busy host pays no wakeup per record.
-const RING_WAKEUP_DIVISOR: u32 = 8;
+/// The kernel wakes the reader when one CPU has emitted this fraction of the ring buffer, divided
+/// among the CPUs, since its last wakeup; otherwise the reader drains on its own timer (`intake`),
+/// so a busy host pays no wakeup per record.
+const RING_WAKEUP_DIVISOR: u64 = 8;
 /// The `iter/task_file` program listing files open for write.
 const OPEN_WRITERS_PROGRAM: &str = "task_file_writers";
+
+/// `RING_WAKEUP_BYTES`: the ring's size over `RING_WAKEUP_DIVISOR`, shared among the possible
+/// CPUs, so all of them together wake the reader before the ring is an eighth full.
+fn wakeup_bytes_per_cpu(ring_bytes: u32) -> u64 {
+    let cpus = aya::util::nr_cpus().map_or(1, |n| u64::from(n.get()));
+    u64::from(ring_bytes) / RING_WAKEUP_DIVISOR / cpus
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -169,11 +177,7 @@ impl Recorder {
         let offsets = kernel_layout::kernel_offsets(btf)?;
         let mut ebpf = EbpfLoader::new()
             .override_global(OFFSETS_GLOBAL, &offsets, true)
-            .override_global(
-                RING_WAKEUP_GLOBAL,
-                &u64::from(ring_bytes / RING_WAKEUP_DIVISOR),
-                true,
-            )
+            .override_global(RING_WAKEUP_GLOBAL, &wakeup_bytes_per_cpu(ring_bytes), true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .load(OBJECT)
             .map_err(|e| RecorderError::Load(Box::new(e)))?;
