@@ -73,6 +73,8 @@ pub struct KernelOffsets {
     pub lsm_setattr_attr: u32,
     pub lsm_setxattr_dentry: u32,
     pub lsm_removexattr_dentry: u32,
+    /// The dentry's inline name buffer (`d_iname`; `d_shortname` since 6.14).
+    pub dentry_inline_name: u32,
 }
 
 impl KernelOffsets {
@@ -141,5 +143,6 @@ impl KernelOffsets {
         lsm_setattr_attr: 0,
         lsm_setxattr_dentry: 0,
         lsm_removexattr_dentry: 0,
+        dentry_inline_name: 0,
     };
 }

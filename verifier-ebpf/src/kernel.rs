@@ -1,6 +1,6 @@
 //! Reading kernel memory: every struct field is read at `base + offset`, the offset coming from the
 //! running kernel's BTF (`OFFSETS`), so no layout of any one kernel is compiled in.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 
 use crate::maps::OFFSETS;
 
@@ -80,11 +80,33 @@ pub struct DentryHead {
     pub name: u64,
 }
 
+/// Bytes of the inline name buffer (`d_iname`, `d_shortname` since 6.14) read with the head: the
+/// smallest size any kernel gives it. Shorter names stored inline need no read of their own.
+pub const INLINE_NAME_BYTES: u32 = 32;
+
+/// A dentry from `d_parent` through the start of its inline name buffer, read at once: the
+/// head, `d_inode`, then `INLINE_NAME_BYTES` of the inline name (userspace checks the layout).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DentryBlock {
+    pub head: DentryHead,
+    pub inode: u64,
+    pub inline_name: [u8; INLINE_NAME_BYTES as usize],
+}
+
+/// Reads the block of `dentry` into `block` (map memory); false if it cannot be read.
 #[inline(always)]
-pub fn dentry_head(dentry: u64) -> Option<DentryHead> {
+pub fn read_dentry_block(block: *mut DentryBlock, dentry: u64) -> bool {
     let at = dentry + off!(dentry_parent);
-    // SAFETY: bpf_probe_read_kernel tolerates any address.
-    unsafe { bpf_probe_read_kernel(at as *const DentryHead).ok() }
+    // SAFETY: bpf_probe_read_kernel tolerates any source address; the destination is
+    // `size_of::<DentryBlock>()` bytes of map memory.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            block.cast(),
+            core::mem::size_of::<DentryBlock>() as u32,
+            at as *const _,
+        ) == 0
+    }
 }
 
 /// `task->files->fdt->fd[fd]` of the current task (`task` from `emit::current_task`: typed, so

@@ -13,7 +13,8 @@ use verifier_common::{PATH_CAP, PathInfo, origin};
 
 use crate::{
     kernel::{
-        dentry_head, file_identity, file_of_fd, inode_identity, load_u64, off, path_parts, read_ptr,
+        DentryBlock, INLINE_NAME_BYTES, file_identity, file_of_fd, inode_identity, load_u64, off,
+        path_parts, read_dentry_block, read_ptr,
     },
     maps::{PATH_HALF, WALK_STATE},
 };
@@ -55,6 +56,8 @@ impl Built {
 pub struct WalkState {
     pub at: u32,
     pub truncated: u32,
+    /// The dentry being walked (see `kernel::DentryBlock`).
+    pub block: DentryBlock,
 }
 
 /// Walks `dentry`/`vfsmnt` up to the root, writing the path so that it ends at `PATH_HALF`.
@@ -70,8 +73,14 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
     let mut dentry = dentry;
     let mut mount = vfsmnt - off!(mount_mnt);
     let mut mnt_root = read_ptr(vfsmnt + off!(vfsmount_mnt_root))?;
+    // SAFETY: a field of the map slot above.
+    let block = unsafe { &raw mut (*state).block };
     for _ in 0..MAX_WALK {
-        let head = dentry_head(dentry)?;
+        if !read_dentry_block(block, dentry) {
+            return None;
+        }
+        // SAFETY: just written by the read above.
+        let head = unsafe { (*block).head };
         let parent = head.parent;
         if parent == 0 {
             return None;
@@ -93,21 +102,28 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
             return None;
         }
         // SAFETY: as above.
-        let at = unsafe { read_volatile(&raw const (*state).at) };
-        if len > NAME_MASK || len + 1 > at {
+        let end = unsafe { read_volatile(&raw const (*state).at) };
+        if len > NAME_MASK || len + 1 > end {
             break;
         }
-        let at = at - (len + 1);
-        // SAFETY: offsets and size are masked inside the 2 * PATH_HALF scratch.
-        unsafe {
-            write_volatile(&raw mut (*state).at, at);
-            bpf_probe_read_kernel(
-                scratch.add(((at + 1) & HALF_MASK) as usize).cast(),
-                len & NAME_MASK,
-                name as *const _,
-            );
-            *scratch.add((at & HALF_MASK) as usize) = b'/';
+        let at = end - (len + 1);
+        // SAFETY: as above.
+        unsafe { write_volatile(&raw mut (*state).at, at) };
+        let inline = name == dentry + off!(dentry_inline_name);
+        if inline && len < INLINE_NAME_BYTES && end >= INLINE_NAME_BYTES {
+            place_inline_name(scratch, block, end, len);
+        } else {
+            // SAFETY: offset and size are masked inside the 2 * PATH_HALF scratch.
+            unsafe {
+                bpf_probe_read_kernel(
+                    scratch.add(((at + 1) & HALF_MASK) as usize).cast(),
+                    len & NAME_MASK,
+                    name as *const _,
+                );
+            }
         }
+        // SAFETY: as above.
+        unsafe { *scratch.add((at & HALF_MASK) as usize) = b'/' };
         dentry = parent;
     }
     // SAFETY: as above.
@@ -118,6 +134,34 @@ fn walk(scratch: *mut u8, dentry: u64, vfsmnt: u64) -> Option<(u32, bool)> {
         )
     };
     Some((at & (2 * HALF_MASK + 1), truncated != 0))
+}
+
+/// Puts an inline name of `len` (< `INLINE_NAME_BYTES`) bytes, already read with its dentry's
+/// block, so that it ends at `end` in the scratch: as the `INLINE_NAME_BYTES` of the block that
+/// end with the name, copied in words. The bytes before the name land in the part of the scratch
+/// not written yet (the walk writes backwards), which the walk overwrites or leaves outside the
+/// path. No helper call is needed: the copy compiles to 32 byte loads and stores (the BPF target
+/// splits misaligned words), which still costs less than a `bpf_probe_read_kernel` of the name.
+#[inline(always)]
+fn place_inline_name(scratch: *mut u8, block: *const DentryBlock, end: u32, len: u32) {
+    const WORDS: usize = (INLINE_NAME_BYTES / 8) as usize;
+    let name_end =
+        core::mem::offset_of!(DentryBlock, inline_name) as u32 + (len & (INLINE_NAME_BYTES - 1));
+    let from = name_end - INLINE_NAME_BYTES;
+    let to = (end - INLINE_NAME_BYTES) & HALF_MASK;
+    for word in 0..WORDS {
+        // SAFETY: `from` + 32 stays inside the block and `to` + 32 inside the scratch (both
+        // bounded by the masks above).
+        unsafe {
+            let value = core::ptr::read_unaligned(
+                block
+                    .cast::<u8>()
+                    .add(from as usize + 8 * word)
+                    .cast::<u64>(),
+            );
+            core::ptr::write_unaligned(scratch.add(to as usize + 8 * word).cast::<u64>(), value);
+        }
+    }
 }
 
 /// What to assemble: an optional kernel `struct path` to walk (`base`), and whether the user

@@ -319,6 +319,13 @@ fn check_block_layouts(offsets: &KernelOffsets) -> Result<(), LayoutError> {
         offsets.dentry_name.wrapping_sub(offsets.dentry_parent),
         8,
     )?;
+    expect(
+        "dentry inline name (from d_parent)",
+        offsets
+            .dentry_inline_name
+            .wrapping_sub(offsets.dentry_parent),
+        32,
+    )?;
     expect("qstr.len", offsets.qstr_len, 4)?;
     expect("qstr.name", offsets.qstr_name, 8)?;
     expect("path.mnt", offsets.path_mnt, 0)?;
@@ -398,6 +405,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LayoutError> {
         lsm_setattr_attr: lsm_param("bpf_lsm_inode_setattr", "attr"),
         lsm_setxattr_dentry: lsm_param("bpf_lsm_inode_setxattr", "dentry"),
         lsm_removexattr_dentry: lsm_param("bpf_lsm_inode_removexattr", "dentry"),
+        dentry_inline_name: f("dentry", "d_shortname").or_else(|_| f("dentry", "d_iname"))?,
     };
     check_block_layouts(&offsets)?;
     Ok(offsets)
@@ -434,6 +442,7 @@ mod tests {
         let supported = KernelOffsets {
             dentry_parent: 24,
             dentry_name: 32,
+            dentry_inline_name: 56,
             qstr_len: 4,
             qstr_name: 8,
             path_mnt: 0,
