@@ -27,7 +27,8 @@ pub const DECODE_FAILURES: &str = "intake_decode";
 /// How often loss counters are checked while events keep flowing.
 const LOSS_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How long to wait for the ring buffer before draining it anyway: the kernel wakes the reader
-/// only once a good part of the ring buffer is filled, so this bounds how late a record is read.
+/// only once a CPU has emitted its share of an eighth of the ring buffer since its last wakeup
+/// (`ebpf::recorder`), so this bounds how late a record is read.
 const IDLE_WAIT: Duration = Duration::from_millis(25);
 
 /// Nanoseconds since the Unix epoch, now.
