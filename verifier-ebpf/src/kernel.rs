@@ -1,5 +1,7 @@
-//! Reading kernel memory: every struct field is read at `base + offset`, the offset coming from the
-//! running kernel's BTF (`OFFSETS`), so no layout of any one kernel is compiled in.
+//! Reading kernel memory: every struct field is at `base + offset`, the offset coming from the
+//! running kernel's BTF (`OFFSETS`), so no layout of any one kernel is compiled in. Fields of
+//! pointers the verifier knows the type of are loaded directly (`load_*`); the rest are read with
+//! `bpf_probe_read_kernel` (`read_*`, and the block reads).
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 
 use crate::maps::OFFSETS;
