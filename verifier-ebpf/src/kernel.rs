@@ -128,8 +128,9 @@ pub fn file_of_fd(task: u64, fd: i64) -> Option<u64> {
     read_ptr(array + (fd as u64) * 8)
 }
 
+/// `Some(pointer)` unless it is null.
 #[inline(always)]
-fn nonnull(pointer: u64) -> Option<u64> {
+pub fn nonnull(pointer: u64) -> Option<u64> {
     (pointer != 0).then_some(pointer)
 }
 

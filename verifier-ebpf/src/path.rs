@@ -13,8 +13,8 @@ use verifier_common::{PATH_CAP, PathInfo, origin};
 
 use crate::{
     kernel::{
-        DentryBlock, INLINE_NAME_BYTES, file_identity, file_of_fd, inode_identity, load_u64, off,
-        path_parts, read_dentry_block, read_ptr,
+        DentryBlock, INLINE_NAME_BYTES, file_identity, file_of_fd, inode_identity, load_u64,
+        nonnull, off, path_parts, read_dentry_block, read_ptr,
     },
     maps::{PATH_HALF, WALK_STATE},
 };
@@ -316,8 +316,7 @@ pub fn file_path(scratch: *mut u8, file: u64) -> Built {
 #[inline(always)]
 fn dir_path_of(task: u64, dirfd: i64) -> Option<u64> {
     if dirfd == AT_FDCWD {
-        let fs = load_u64(task, off!(task_fs));
-        (fs != 0).then(|| fs + off!(fs_pwd))
+        nonnull(load_u64(task, off!(task_fs))).map(|fs| fs + off!(fs_pwd))
     } else {
         let file = file_of_fd(task, dirfd)?;
         Some(file + off!(file_path))
