@@ -250,7 +250,7 @@ fn canonicalize_paths(event: &mut Event, usr_merge: &UsrMerge) {
 
 fn canonicalize(path: &mut ReportedPath, usr_merge: &UsrMerge) {
     use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
-    if path.truncated || !path.bytes.starts_with(b"/") {
+    if path.truncated || !path.bytes.starts_with(b"/") || usr_merge.is_canonical(&path.bytes) {
         return;
     }
     let original = std::path::Path::new(std::ffi::OsStr::from_bytes(&path.bytes));

@@ -58,6 +58,23 @@ impl UsrMerge {
         &self.aliases
     }
 
+    /// Whether [`Self::canonical`] returns the absolute `path` unchanged, told from its bytes
+    /// alone: no doubled or trailing `/`, no `.` component, no alias as the first component. The
+    /// recorder's intake asks this for every path; most are canonical already.
+    pub fn is_canonical(&self, path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        let lexically_normal = path.starts_with(b"/")
+            && (path.len() == 1 || !path.ends_with(b"/"))
+            && !path.ends_with(b"/.")
+            && !path.windows(2).any(|pair| pair == b"//")
+            && !path.windows(3).any(|triple| triple == b"/./");
+        lexically_normal
+            && !self.aliases.iter().any(|(alias, _)| {
+                let alias = alias.as_os_str().as_bytes();
+                path.starts_with(alias) && matches!(path.get(alias.len()), None | Some(b'/'))
+            })
+    }
+
     /// The key a path is indexed under: lexically normalised (`//`, `/./`, trailing `/`), and
     /// with a usr-merge alias prefix replaced by the `/usr` directory it points to.
     pub fn canonical(&self, path: &Path) -> PathBuf {
@@ -735,5 +752,38 @@ mod tests {
             merge.canonical(Path::new("/usr/bin/sh/")),
             PathBuf::from("/usr/bin/sh")
         );
+    }
+
+    #[test]
+    fn is_canonical_agrees_with_canonical() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let merge = UsrMerge {
+            aliases: vec![(PathBuf::from("/bin"), PathBuf::from("/usr/bin"))],
+        };
+        let samples: [&[u8]; 18] = [
+            b"/",
+            b"/bin",
+            b"/bin/",
+            b"/bin/sh",
+            b"/binx/sh",
+            b"/usr/bin/sh",
+            b"/usr/bin/sh/",
+            b"//usr/bin",
+            b"/usr//bin",
+            b"/usr/./bin",
+            b"/usr/bin/.",
+            b"/usr/bin/..",
+            b"/usr/../bin/sh",
+            b"/.hidden",
+            b"/a/.b",
+            b"/a/b.",
+            b"/a b/\n\xff",
+            b"/usr/bin/.x",
+        ];
+        for sample in samples {
+            let path = Path::new(std::ffi::OsStr::from_bytes(sample));
+            let unchanged = merge.canonical(path).as_os_str().as_bytes() == sample;
+            assert_eq!(merge.is_canonical(sample), unchanged, "{path:?}");
+        }
     }
 }

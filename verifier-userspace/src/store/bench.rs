@@ -42,20 +42,29 @@ enum Mix {
     AllWatched,
     /// 5% inside watched roots, the rest elsewhere (a busy host: logs, temp files).
     MostlyUnwatched,
+    /// The recorder benchmark's workload (a) inside a watched root: one process creating
+    /// `fN.tmp`, renaming it to `fN` and unlinking it, a fresh inode each time.
+    CreateRenameUnlink,
 }
 
-/// Runs both scenarios with `events` file events each, batches of `batch_size`, in stores under
-/// `scratch` (a fresh subdirectory per scenario, removed afterwards).
+/// Runs the scenarios (all, or only the one named `only`) with `events` file events each, batches
+/// of `batch_size`, in stores under `scratch` (a fresh subdirectory per scenario, removed
+/// afterwards).
 pub fn apply_throughput(
     scratch: &Path,
     events: usize,
     batch_size: usize,
+    only: Option<&str>,
 ) -> Result<Vec<ThroughputResult>, StoreError> {
     let mut results = Vec::new();
     for (scenario, mix) in [
         ("all_watched", Mix::AllWatched),
         ("mostly_unwatched", Mix::MostlyUnwatched),
+        ("create_rename_unlink", Mix::CreateRenameUnlink),
     ] {
+        if only.is_some_and(|only| only != scenario) {
+            continue;
+        }
         let dir = scratch.join(format!("store-bench-{scenario}-{}", std::process::id()));
         let result = run_scenario(&dir, scenario, mix, events, batch_size.max(1));
         let _ = std::fs::remove_dir_all(&dir);
@@ -73,7 +82,10 @@ fn run_scenario(
 ) -> Result<ThroughputResult, StoreError> {
     let recorder = RecorderConfig::default();
     let mut store = Store::open_for_boot(dir, &recorder, "bench-boot")?;
-    let stream = synthetic_events(mix, count);
+    let stream = match mix {
+        Mix::CreateRenameUnlink => create_rename_unlink(count),
+        mix => synthetic_events(mix, count),
+    };
     let started = Instant::now();
     let cpu_started = thread_cpu_seconds();
     for batch in stream.chunks(batch_size) {
@@ -154,7 +166,7 @@ fn synthetic_events(mix: Mix, count: usize) -> Vec<Event> {
         let time = 1_000 + index as u64 * 10;
         let pid = 1000 + (index as u32 % processes);
         let watched = match mix {
-            Mix::AllWatched => true,
+            Mix::AllWatched | Mix::CreateRenameUnlink => true,
             Mix::MostlyUnwatched => index % 20 == 0,
         };
         let directory: &[u8] = if watched {
@@ -197,6 +209,53 @@ fn synthetic_events(mix: Mix, count: usize) -> Vec<Event> {
                 ends_transaction: false,
             }));
         }
+    }
+    events
+}
+
+/// About `count` events of workload (a): per file an exec'd writer's create, rename and unlink.
+fn create_rename_unlink(count: usize) -> Vec<Event> {
+    let pid = 4242;
+    let mut events = vec![Event::Exec(ExecEvent {
+        time: 1,
+        actor: actor(pid, None),
+        exe: path(b"/usr/local/bin/bench-files".to_vec()),
+        exe_file: FileId { dev: 2049, ino: 7 },
+        argv0: b"bench-files".to_vec(),
+        cmdline: b"bench-files\0/usr/lib/bench\0100000".to_vec(),
+        cgroup_id: 1,
+        starts_transaction: false,
+    })];
+    for index in 0..count.div_ceil(3) {
+        let time = 1_000 + index as u64 * 30;
+        let file = Some(FileId {
+            dev: 2049,
+            ino: 1_000_000 + index as u64,
+        });
+        let written = path(format!("/usr/lib/bench/f{index}.tmp").into_bytes());
+        let renamed = path(format!("/usr/lib/bench/f{index}").into_bytes());
+        let event = |time, op, path: &ReportedPath, target: Option<&ReportedPath>, flags| {
+            Event::File(FileEvent {
+                time,
+                actor: actor(pid, None),
+                op,
+                path: path.clone(),
+                file,
+                flags,
+                target: target.cloned(),
+                replaced: None,
+            })
+        };
+        let created = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
+        events.push(event(time, FileOp::OpenWrite, &written, None, created));
+        events.push(event(
+            time + 10,
+            FileOp::Rename,
+            &written,
+            Some(&renamed),
+            0,
+        ));
+        events.push(event(time + 20, FileOp::Unlink, &renamed, None, 0));
     }
     events
 }

@@ -2,7 +2,7 @@
 //! inode, so that a file prepared elsewhere and renamed (or linked) into a watched root keeps its
 //! history. It also remembers which inode each cached name points at.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::model::{EntryOp, HistoryEntry};
 use crate::events::{FileId, FileOp};
@@ -27,9 +27,9 @@ pub struct CachedInode {
 
 #[derive(Debug)]
 pub struct MemoryCache {
-    inodes: HashMap<FileId, CachedInode>,
+    inodes: foldhash::HashMap<FileId, CachedInode>,
     by_age: BTreeMap<u64, FileId>,
-    names: HashMap<Vec<u8>, FileId>,
+    names: foldhash::HashMap<Vec<u8>, FileId>,
     capacity: usize,
     total_entries: usize,
     clock: u64,
@@ -53,9 +53,9 @@ pub fn creates_inode(entry: &HistoryEntry) -> bool {
 impl MemoryCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            inodes: HashMap::new(),
+            inodes: foldhash::HashMap::default(),
             by_age: BTreeMap::new(),
-            names: HashMap::new(),
+            names: foldhash::HashMap::default(),
             capacity: capacity.max(1),
             total_entries: 0,
             clock: 0,

@@ -118,9 +118,11 @@ struct WriterState {
     processes: ProcessTable,
     cache: MemoryCache,
     /// Inodes with a name under a watched root: their operations go to disk under any name.
-    watched_inodes: HashSet<FileId>,
+    /// (The per-event maps use foldhash, seeded per process: SipHash was a few percent of the
+    /// store's instructions.)
+    watched_inodes: foldhash::HashSet<FileId>,
     /// Names whose row is known to say exactly this (current, not removed): spares the upsert.
-    known_names: HashMap<Vec<u8>, FileId>,
+    known_names: foldhash::HashMap<Vec<u8>, FileId>,
     /// Transactions (this boot) whose package-lock open is already recorded.
     locked_transactions: HashSet<u64>,
     /// io_uring gaps still open, by process.
@@ -337,7 +339,7 @@ impl Store {
             processes: ProcessTable::new(PROCESS_TABLE_CAPACITY),
             cache: MemoryCache::new(recorder.memory_cache_entries),
             watched_inodes,
-            known_names: HashMap::new(),
+            known_names: foldhash::HashMap::default(),
             locked_transactions: HashSet::new(),
             open_io_uring_gaps,
             startup_gap,
@@ -456,7 +458,7 @@ fn adopt_open_gaps(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn load_watched_inodes(connection: &Connection) -> Result<HashSet<FileId>, StoreError> {
+fn load_watched_inodes(connection: &Connection) -> Result<foldhash::HashSet<FileId>, StoreError> {
     let mut statement = connection.prepare("SELECT DISTINCT dev, ino FROM names")?;
     let rows = statement.query_map([], |row| {
         Ok(FileId {

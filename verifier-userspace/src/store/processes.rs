@@ -3,8 +3,6 @@
 //! written to disk only once it matters (it wrote a watched file, ran a transaction, used
 //! io_uring).
 
-use std::collections::HashMap;
-
 use crate::events::{Actor, ExecEvent, FileId, ForkEvent, TransactionRef, WallNanos};
 
 /// A process across pid reuse: (pid, start time in boot-clock ns).
@@ -49,7 +47,7 @@ impl ProcessInfo {
 /// recently used eighth is dropped when it is full.
 #[derive(Debug)]
 pub struct ProcessTable {
-    processes: HashMap<ProcessKey, ProcessInfo>,
+    processes: foldhash::HashMap<ProcessKey, ProcessInfo>,
     capacity: usize,
     clock: u64,
 }
@@ -57,7 +55,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(capacity: usize) -> Self {
         Self {
-            processes: HashMap::new(),
+            processes: foldhash::HashMap::default(),
             capacity: capacity.max(8),
             clock: 0,
         }

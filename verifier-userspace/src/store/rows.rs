@@ -1,7 +1,7 @@
 //! Conversions between history entries and `file_events` rows, and the small column codecs
 //! (u64 as i64 bit patterns, path origins, file identities).
 
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{Row, Statement, Transaction, params};
 
 use super::{
     StoreError,
@@ -276,19 +276,29 @@ pub fn insert_entry(
     insert_row(transaction, boot, &EntryRow::of_entry(entry))
 }
 
+/// The statement [`insert_row_with`] runs.
+pub const INSERT_ROW: &str = "INSERT INTO file_events (time, op, dev, ino, path, path_origin, \
+    path_truncated, target, target_origin, target_truncated, replaced_dev, replaced_ino, flags, \
+    unanchored, boot, pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino, txn_id, \
+    txn_depth, source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+
 /// Inserts one row (of the given boot number).
 pub fn insert_row(
     transaction: &Transaction<'_>,
     boot: i64,
     row: &EntryRow<'_>,
 ) -> Result<(), StoreError> {
-    let mut statement = transaction.prepare_cached(
-        "INSERT INTO file_events (time, op, dev, ino, path, path_origin, path_truncated, target, \
-         target_origin, target_truncated, replaced_dev, replaced_ino, flags, unanchored, boot, \
-         pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, \
-         source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-         ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
-    )?;
+    let mut statement = transaction.prepare_cached(INSERT_ROW)?;
+    insert_row_with(&mut statement, boot, row)
+}
+
+/// Inserts one row through `statement`, a prepared [`INSERT_ROW`].
+pub fn insert_row_with(
+    statement: &mut Statement<'_>,
+    boot: i64,
+    row: &EntryRow<'_>,
+) -> Result<(), StoreError> {
     let target = row.target;
     let unanchored = row.path.is_unanchored()
         || (matches!(
