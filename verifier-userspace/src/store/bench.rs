@@ -222,7 +222,7 @@ fn create_rename_unlink(count: usize) -> Vec<Event> {
         exe: path(b"/usr/local/bin/bench-files".to_vec()),
         exe_file: FileId { dev: 2049, ino: 7 },
         argv0: b"bench-files".to_vec(),
-        cmdline: b"bench-files\0/usr/lib/bench\0100000".to_vec(),
+        cmdline: b"bench-files\x00/usr/lib/bench\x00100000".to_vec(),
         cgroup_id: 1,
         starts_transaction: false,
     })];
