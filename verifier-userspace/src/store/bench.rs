@@ -1,6 +1,7 @@
 //! Apply-throughput benchmark of the store, for `cargo xtask bench` (run it in release mode):
-//! synthetic dpkg-like and busy-host event streams applied in batches to a fresh store in a
-//! temporary directory, reported as events per second beside the 100,000 events/s requirement.
+//! synthetic dpkg-like, busy-host and recorder-workload-(a) event streams applied in batches to a
+//! fresh store in a temporary directory, reported as events per second beside the 100,000 events/s
+//! requirement.
 
 use std::{path::Path, time::Instant};
 
