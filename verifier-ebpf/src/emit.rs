@@ -8,7 +8,9 @@ use verifier_common::{LOSS_SUMMARY_SLOT, ProgramCounters, ProgramId, RecordHeade
 
 use crate::{
     kernel::{load_u32, load_u64, off},
-    maps::{COUNTERS, EVENTS, RING_WAKEUP_BYTES, TRANSACTIONS, WAKEUP_PENDING},
+    maps::{
+        COUNTERS, EVENTS, RING_WAKEUP_BYTES, TRANSACTION_MEMBERS, TRANSACTIONS, WAKEUP_PENDING,
+    },
 };
 
 /// Which counter to bump.
@@ -66,11 +68,12 @@ pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task_btf() as u64 }
 }
 
-/// Fills the header from the current task. Every field is a direct load from the task (no helper
-/// call): the record header is written for every reported operation.
+/// Fills the header from `task`, the current task (from [`current_task`], which the caller has
+/// at hand: every helper call costs). Every field but the time is a direct load from the task,
+/// and the transaction map is looked up only while some process is in a transaction: the header
+/// is written for every reported operation.
 #[inline(always)]
-pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
-    let task = current_task();
+pub fn fill_header(header: &mut RecordHeader, task: u64, kind: u32, program: ProgramId) {
     let tgid = load_u32(task, off!(task_tgid));
     header.kind = kind;
     header.program = program as u32;
@@ -92,8 +95,13 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
     ];
     // SAFETY: two u64 are 16 bytes, the size of `comm`.
     header.comm = unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(comm) };
-    // SAFETY: the value is copied out at once.
-    match unsafe { TRANSACTIONS.get(&tgid) } {
+    let membership = if any_transaction_member() {
+        // SAFETY: the value is copied out at once.
+        unsafe { TRANSACTIONS.get(&tgid) }
+    } else {
+        None
+    };
+    match membership {
         Some(txn) => {
             header.txn_id = txn.id;
             header.txn_depth = txn.depth;
@@ -102,6 +110,45 @@ pub fn fill_header(header: &mut RecordHeader, kind: u32, program: ProgramId) {
             header.txn_id = 0;
             header.txn_depth = 0;
         }
+    }
+}
+
+/// Whether `TRANSACTIONS` may hold an entry: its member count (see `TRANSACTION_MEMBERS`) is not 0.
+#[inline(always)]
+fn any_transaction_member() -> bool {
+    match TRANSACTION_MEMBERS.get_ptr(0) {
+        // SAFETY: a map slot; other CPUs update it atomically, a plain read sees a whole value.
+        Some(members) => (unsafe { core::ptr::read_volatile(members) }) != 0,
+        None => true,
+    }
+}
+
+/// Counts an entry about to be added to `TRANSACTIONS` (before it is inserted, so a reader that
+/// sees 0 cannot miss it).
+#[inline(always)]
+pub fn transaction_member_added() {
+    add_transaction_members(1);
+}
+
+/// Counts an entry removed from `TRANSACTIONS` (after it is gone), or an insert that failed.
+#[inline(always)]
+pub fn transaction_member_removed() {
+    add_transaction_members(u64::MAX);
+}
+
+#[inline(always)]
+fn add_transaction_members(delta: u64) {
+    let Some(members) = TRANSACTION_MEMBERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a map slot of a u64, shared by every CPU: updated with the BPF atomic add, which
+    // every kernel with BPF has (`core`'s atomics offer the BPF target no read-modify-write).
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({slot} + 0) += {delta}",
+            slot = in(reg) members,
+            delta = in(reg) delta,
+        );
     }
 }
 

@@ -3,6 +3,8 @@
 //! module under `probes/`; every entry point is a one-line call into it.
 #![no_std]
 #![no_main]
+// The BPF atomic add (`emit::add_transaction_members`) is written as inline assembly.
+#![feature(asm_experimental_arch)]
 
 mod emit;
 mod kernel;

@@ -1,7 +1,7 @@
 //! Every map the programs share, and the kernel-layout table userspace fills before load.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use verifier_common::{
     COUNTER_SLOTS, FileKey, IoUringKey, KernelOffsets, PATH_CAP, ProgramCounters, TxnState,
@@ -36,6 +36,13 @@ pub static PACKAGE_MANAGERS: HashMap<FileKey, u8> = HashMap::with_max_entries(25
 /// Transaction membership per thread group id.
 #[map]
 pub static TRANSACTIONS: HashMap<u32, TxnState> = HashMap::with_max_entries(65_536, 0);
+
+/// Slot 0: how many entries `TRANSACTIONS` holds, or more: incremented before an insert and
+/// decremented after a removal, shared by every CPU. While it is 0, no process is in a
+/// transaction and records skip the lookup (an entry counted twice, a fork overwriting a stale
+/// entry, only keeps it above 0).
+#[map]
+pub static TRANSACTION_MEMBERS: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Slot 0: the last transaction sequence number this CPU handed out.
 #[map]

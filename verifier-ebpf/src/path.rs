@@ -3,7 +3,9 @@
 //! is marked truncated, never silently wrong.
 //!
 //! Layout of the scratch: a kernel walk writes backwards and ends at `PATH_HALF`; a user suffix is
-//! read to `PATH_HALF + 1`, with `/` joining them at `PATH_HALF`.
+//! put at `PATH_HALF + 1`, with `/` joining them at `PATH_HALF`. User strings are read into the
+//! record first: an absolute path or a symlink's text stays there (no walk, no copy), a relative
+//! one is copied to the scratch.
 use core::ptr::{read_volatile, write_volatile};
 
 use aya_ebpf::helpers::generated::{
@@ -37,6 +39,9 @@ pub struct Built {
     pub truncated: bool,
     /// (kernel dev, ino) when the path came from a kernel object.
     pub file: Option<(u64, u64)>,
+    /// The path is a user string already at its place in the record (see [`Request::in_record`]):
+    /// nothing to copy.
+    pub in_record: bool,
 }
 
 impl Built {
@@ -46,6 +51,7 @@ impl Built {
         origin: origin::NONE,
         truncated: false,
         file: None,
+        in_record: false,
     };
 }
 
@@ -183,6 +189,9 @@ pub struct Request {
     pub join: bool,
     pub origin: u8,
     pub file: Option<(u64, u64)>,
+    /// The user string is the whole path and was read straight into the record's data area (an
+    /// absolute path, a symlink's text), not into the scratch: no walk and no copy.
+    pub in_record: bool,
 }
 
 impl Request {
@@ -195,6 +204,7 @@ impl Request {
         join: false,
         origin: origin::NONE,
         file: None,
+        in_record: false,
     };
 
     /// The kernel path of an open file, with the file's identity.
@@ -245,6 +255,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
             origin: request.origin,
             truncated: request.user_truncated,
             file: None,
+            in_record: request.in_record,
         };
     }
     let parts = if request.base != 0 {
@@ -264,6 +275,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
                 origin: origin::USER_UNRESOLVED,
                 truncated: request.user_truncated,
                 file: None,
+                in_record: false,
             }
         } else {
             Built::NONE
@@ -278,6 +290,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
             origin: request.origin,
             truncated: truncated || request.user_truncated,
             file: None,
+            in_record: false,
         };
     }
     let file = match request.file {
@@ -294,6 +307,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
             origin: request.origin,
             truncated,
             file,
+            in_record: false,
         }
     } else {
         Built {
@@ -302,6 +316,7 @@ pub fn assemble(scratch: *mut u8, request: &Request) -> Built {
             origin: request.origin,
             truncated,
             file,
+            in_record: false,
         }
     }
 }
@@ -323,13 +338,31 @@ fn dir_path_of(task: u64, dirfd: i64) -> Option<u64> {
     }
 }
 
-/// Reads a user string to `PATH_HALF + 1`: (length without NUL, possibly cut), or `None`.
+/// Where a record's path goes: the record's data area and the offset in it.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub data: *mut u8,
+    pub at: u32,
+}
+
+impl Slot {
+    #[inline(always)]
+    fn start(self) -> *mut u8 {
+        // SAFETY: the offset is masked below PATH_CAP, inside the 2 * PATH_CAP data area.
+        unsafe { self.data.add((self.at & CAP_MASK) as usize) }
+    }
+}
+
+/// Reads a user string straight into the record at `slot`: (length without NUL, possibly cut), or
+/// `None`. The record is the string's final place when it is a whole path (absolute, or a
+/// symlink's text), which saves a copy; otherwise it is copied to the scratch.
 #[inline(always)]
-fn read_user(scratch: *mut u8, user: u64) -> Option<(u32, bool)> {
-    // SAFETY: the destination is the scratch's second half; the size is bounded by it.
+fn read_user(slot: Slot, user: u64) -> Option<(u32, bool)> {
+    // SAFETY: the destination starts below PATH_CAP in the 2 * PATH_CAP data area and the size is
+    // less than PATH_CAP.
     let got = unsafe {
         bpf_probe_read_user_str(
-            scratch.add(PATH_HALF + 1).cast(),
+            slot.start().cast(),
             (PATH_HALF - 1) as u32,
             user as *const _,
         )
@@ -337,7 +370,23 @@ fn read_user(scratch: *mut u8, user: u64) -> Option<(u32, bool)> {
     string_read(got)
 }
 
-/// Reads a kernel string to `PATH_HALF + 1`, like [`read_user`].
+/// Copies a user string of `len` bytes read into the record at `slot` to `PATH_HALF + 1` in the
+/// scratch, where a walked base can be put before it.
+#[inline(always)]
+fn user_to_scratch(scratch: *mut u8, slot: Slot, len: u32) {
+    // SAFETY: the destination is the scratch's second half and the size (a string read by
+    // `read_user`, under PATH_HALF - 1 bytes) fits in it; the source is inside the data area.
+    unsafe {
+        bpf_probe_read_kernel(
+            scratch.add(PATH_HALF + 1).cast(),
+            len & HALF_MASK,
+            slot.start().cast(),
+        );
+    }
+}
+
+/// Reads a kernel string to `PATH_HALF + 1` in the scratch: (length without NUL, possibly cut), or
+/// `None`.
 #[inline(always)]
 fn read_kernel(scratch: *mut u8, string: u64) -> Option<(u32, bool)> {
     // SAFETY: as above.
@@ -364,13 +413,14 @@ fn string_read(got: i64) -> Option<(u32, bool)> {
 }
 
 /// A `*at()` path argument: `user` resolved against `dirfd` (or the cwd). A NULL or empty `user`
-/// means the dirfd itself (AT_EMPTY_PATH, utimensat(fd, NULL)), reported from the kernel.
+/// means the dirfd itself (AT_EMPTY_PATH, utimensat(fd, NULL)), reported from the kernel. The
+/// string is read into the record at `slot`, where an absolute one stays.
 #[inline(always)]
-pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request {
+pub fn at_request(scratch: *mut u8, slot: Slot, task: u64, dirfd: i64, user: u64) -> Request {
     let (user_len, user_truncated) = if user == 0 {
         (0, false)
     } else {
-        match read_user(scratch, user) {
+        match read_user(slot, user) {
             Some(read) => read,
             None => return Request::NONE,
         }
@@ -385,8 +435,8 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
             None => Request::NONE,
         };
     }
-    // SAFETY: PATH_HALF + 1 is inside the scratch.
-    let absolute = unsafe { *scratch.add(PATH_HALF + 1) } == b'/';
+    // SAFETY: the first byte of the string just read.
+    let absolute = unsafe { *slot.start() } == b'/';
     let user_only = Request {
         user_len,
         user_truncated,
@@ -395,9 +445,11 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
     if absolute {
         return Request {
             origin: origin::USER_RESOLVED,
+            in_record: true,
             ..user_only
         };
     }
+    user_to_scratch(scratch, slot, user_len);
     match dir_path_of(task, dirfd) {
         Some(base) => Request {
             base,
@@ -412,10 +464,19 @@ pub fn at_request(scratch: *mut u8, task: u64, dirfd: i64, user: u64) -> Request
     }
 }
 
-/// A user string kept verbatim (a symlink's target text).
+/// A user string kept verbatim (a symlink's target text), read into the record at `slot`.
 #[inline(always)]
-pub fn verbatim_request(scratch: *mut u8, user: u64) -> Request {
-    verbatim(read_user(scratch, user))
+pub fn verbatim_request(slot: Slot, user: u64) -> Request {
+    match read_user(slot, user) {
+        Some((user_len, user_truncated)) => Request {
+            user_len,
+            user_truncated,
+            origin: origin::USER_UNRESOLVED,
+            in_record: true,
+            ..Request::NONE
+        },
+        None => Request::NONE,
+    }
 }
 
 /// A kernel string kept verbatim (a symlink's target text as the LSM hook sees it).
@@ -437,7 +498,8 @@ fn verbatim(read: Option<(u32, bool)>) -> Request {
     }
 }
 
-/// Copies a built path into a record's data area at `data_at`; returns its `PathInfo`.
+/// Copies a built path into a record's data area at `data_at` (unless it is there already: see
+/// [`Built::in_record`]); returns its `PathInfo`.
 #[inline(always)]
 pub fn copy_into(data: *mut u8, data_at: u32, scratch: *const u8, built: &Built) -> PathInfo {
     if built.origin == origin::NONE || built.end <= built.start {
@@ -449,16 +511,18 @@ pub fn copy_into(data: *mut u8, data_at: u32, scratch: *const u8, built: &Built)
         len = CAP_MASK;
         truncated = true;
     }
-    // SAFETY: destination offset and size are masked inside the data area (2 * PATH_CAP);
-    // the source is kernel memory of the scratch.
-    unsafe {
-        bpf_probe_read_kernel(
-            data.add((data_at & CAP_MASK) as usize).cast(),
-            len & CAP_MASK,
-            scratch
-                .add((built.start & (2 * HALF_MASK + 1)) as usize)
-                .cast(),
-        );
+    if !built.in_record {
+        // SAFETY: destination offset and size are masked inside the data area (2 * PATH_CAP);
+        // the source is kernel memory of the scratch.
+        unsafe {
+            bpf_probe_read_kernel(
+                data.add((data_at & CAP_MASK) as usize).cast(),
+                len & CAP_MASK,
+                scratch
+                    .add((built.start & (2 * HALF_MASK + 1)) as usize)
+                    .cast(),
+            );
+        }
     }
     PathInfo {
         len: (len & CAP_MASK) as u16,

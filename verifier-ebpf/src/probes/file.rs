@@ -5,6 +5,8 @@
 //! kernel path and inode of the open file; path-based ones with the user string anchored at the
 //! dirfd's or cwd's kernel path. Syscall numbers are x86_64's; ia32 (compat) syscalls of 32-bit
 //! code are translated to them, their arguments taken from the ia32 registers.
+use core::ptr::write_volatile;
+
 use aya_ebpf::{helpers::bpf_probe_read_user, programs::BtfTracePointContext};
 use verifier_common::{FILE_FIXED, FileRecord, PATH_CAP, ProgramId, file_op, kind};
 
@@ -12,7 +14,7 @@ use crate::{
     emit::{Count, count, current_task, fill_header, submit},
     kernel::{file_of_fd, load_u32, load_u64, off, offsets_ready},
     maps::{PATH_SCRATCH, RECORD_SCRATCH},
-    path::{AT_FDCWD, Built, Request, assemble, at_request, copy_into, verbatim_request},
+    path::{AT_FDCWD, Built, Request, Slot, assemble, at_request, copy_into, verbatim_request},
 };
 
 mod nr {
@@ -148,7 +150,7 @@ fn in_bitmap(bits: &Bitmap, syscall: u64) -> bool {
 /// (checked only for numbers that are ia32 candidates and not native ones).
 #[inline(always)]
 fn candidate(syscall: u64) -> bool {
-    in_bitmap(&NATIVE, syscall) || (in_bitmap(&IA32, syscall) && in_compat_syscall())
+    in_bitmap(&NATIVE, syscall) || (in_bitmap(&IA32, syscall) && in_compat_syscall(current_task()))
 }
 
 /// `TS_COMPAT` in `thread_info.status`: the current syscall is an ia32 one.
@@ -203,18 +205,15 @@ const fn native_of_ia32(syscall: u64) -> Option<u64> {
 
 /// Whether the current task is in an ia32 syscall.
 #[inline(always)]
-fn in_compat_syscall() -> bool {
-    let status = load_u32(
-        current_task(),
-        off!(task_thread_info) + off!(thread_info_status),
-    );
+fn in_compat_syscall(task: u64) -> bool {
+    let status = load_u32(task, off!(task_thread_info) + off!(thread_info_status));
     status & TS_COMPAT != 0
 }
 
 /// The syscall as an x86_64 number and whether it is an ia32 one, for syscalls we report.
 #[inline(always)]
-fn classify(syscall: u64) -> Option<(u64, bool)> {
-    if in_compat_syscall() {
+fn classify(task: u64, syscall: u64) -> Option<(u64, bool)> {
+    if in_compat_syscall(task) {
         // 0 for "none", not an Option: its payload would be left undefined on the `None` path,
         // and the BPF verifier refuses a copy of an unset register.
         match native_of_ia32(syscall).unwrap_or(0) {
@@ -417,28 +416,51 @@ fn plan(syscall: u64, open_flags: u64, a: &[u64; 6]) -> Option<Plan> {
 
 /// What to assemble for one path of the record (no walk yet: see `path::assemble`).
 #[inline(always)]
-fn request(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Request {
+fn request(scratch: *mut u8, slot: Slot, task: u64, source: Source, ret: i64) -> Request {
     match source {
         Source::None => Request::NONE,
-        Source::At { dirfd, user } => at_request(scratch, task, dirfd, user),
+        Source::At { dirfd, user } => at_request(scratch, slot, task, dirfd, user),
         Source::Fd(fd) => match file_of_fd(task, fd) {
             Some(file) => Request::open_file(file),
             None => Request::NONE,
         },
         Source::Returned { dirfd, user } => match file_of_fd(task, ret) {
             Some(file) => Request::open_file(file),
-            None if user != 0 => at_request(scratch, task, dirfd, user),
+            None if user != 0 => at_request(scratch, slot, task, dirfd, user),
             None => Request::NONE,
         },
-        Source::Verbatim(user) => verbatim_request(scratch, user),
+        Source::Verbatim(user) => verbatim_request(slot, user),
     }
 }
 
-/// Assembles one path in the scratch.
+/// Assembles one path in the scratch, or (a whole user string) in the record at `slot`.
 #[inline(always)]
-fn build(scratch: *mut u8, task: u64, source: Source, ret: i64) -> Built {
-    let request = request(scratch, task, source, ret);
+fn build(scratch: *mut u8, slot: Slot, task: u64, source: Source, ret: i64) -> Built {
+    let request = request(scratch, slot, task, source, ret);
     assemble(scratch, &request)
+}
+
+/// Zeroes `has_file`, `has_replaced` and the padding (one aligned word) and the replaced inode (a
+/// tracepoint cannot see what a rename replaced). Stores of their own: as field assignments the
+/// compiler merges them into a call to a byte-by-byte `memset`.
+#[inline(always)]
+fn clear_flags_and_replaced(record: &mut FileRecord) {
+    const FLAGS_AT: usize = core::mem::offset_of!(FileRecord, has_file);
+    const _: () = assert!(FLAGS_AT.is_multiple_of(8));
+    const _: () = assert!(core::mem::offset_of!(FileRecord, replaced_dev) == FLAGS_AT + 8);
+    // SAFETY: the record scratch is 8-aligned and the word at FLAGS_AT (has_file, has_replaced,
+    // _pad) lies inside the record, as do the two fields after it.
+    unsafe {
+        write_volatile(
+            (record as *mut FileRecord)
+                .cast::<u8>()
+                .add(FLAGS_AT)
+                .cast::<u64>(),
+            0,
+        );
+        write_volatile(&raw mut record.replaced_dev, 0);
+        write_volatile(&raw mut record.replaced_ino, 0);
+    }
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`.
@@ -452,7 +474,8 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
     if !candidate(raw) {
         return None;
     }
-    let (syscall, compat) = classify(raw)?;
+    let task = current_task();
+    let (syscall, compat) = classify(task, raw)?;
     let program = ProgramId::SysExit;
     count(program, Count::Total);
     let ret: i64 = ctx.arg(1);
@@ -475,27 +498,23 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) -> Option<()> {
         return None;
     }
     let plan = plan(syscall, flags.unwrap_or(0), &args)?;
-    emit_file(program, &plan, syscall as u32, ret)
+    emit_file(program, task, &plan, syscall as u32, ret)
 }
 
 #[inline(always)]
-fn emit_file(program: ProgramId, plan: &Plan, syscall: u32, ret: i64) -> Option<()> {
+fn emit_file(program: ProgramId, task: u64, plan: &Plan, syscall: u32, ret: i64) -> Option<()> {
     let record = RECORD_SCRATCH.get_ptr_mut(0)?.cast::<FileRecord>();
     let scratch = PATH_SCRATCH.get_ptr_mut(0)?.cast::<u8>();
     // SAFETY: the scratch slot is at least as large as a FileRecord.
     let record = unsafe { &mut *record };
-    let task = current_task();
-    fill_header(&mut record.header, kind::FILE, program);
+    fill_header(&mut record.header, task, kind::FILE, program);
     record.op = plan.op;
     record.syscall = syscall;
     record.flags = plan.flags;
-    record._pad = [0; 6];
-    record.has_replaced = 0;
-    record.replaced_dev = 0;
-    record.replaced_ino = 0;
+    clear_flags_and_replaced(record);
     let data = (&raw mut record.data).cast::<u8>();
 
-    let path = build(scratch, task, plan.path, ret);
+    let path = build(scratch, Slot { data, at: 0 }, task, plan.path, ret);
     record.path = copy_into(data, 0, scratch, &path);
     if record.path.len == 0 {
         count(program, Count::Error);
@@ -506,8 +525,21 @@ fn emit_file(program: ProgramId, plan: &Plan, syscall: u32, ret: i64) -> Option<
     record.dev = dev;
     record.ino = ino;
 
-    let target = build(scratch, task, plan.target, ret);
-    record.target = copy_into(data, record.path.len as u32, scratch, &target);
+    // Read back from the record: the verifier then sees one range for it whichever way the path
+    // was built, and explores the target once, not once per way.
+    // SAFETY: a field of the record scratch.
+    let target_at = unsafe { core::ptr::read_volatile(&raw const record.path.len) } as u32;
+    let target = build(
+        scratch,
+        Slot {
+            data,
+            at: target_at,
+        },
+        task,
+        plan.target,
+        ret,
+    );
+    record.target = copy_into(data, target_at, scratch, &target);
     if record.path.truncated != 0 || record.target.truncated != 0 {
         count(program, Count::PathTruncated);
     }

@@ -56,7 +56,7 @@ fn report(program: ProgramId, opcode: u32) -> Option<()> {
         has_opcode: (opcode != CREATE) as u8,
         _pad: [0; 6],
     };
-    fill_header(&mut record.header, kind::IO_URING, program);
+    fill_header(&mut record.header, task, kind::IO_URING, program);
     submit_value(program, &record);
     Some(())
 }

@@ -345,7 +345,7 @@ fn emit(program: ProgramId, report: &Report) -> Option<()> {
     let scratch = PATH_SCRATCH.get_ptr_mut(0)?.cast::<u8>();
     // SAFETY: the scratch slot is at least as large as a FileRecord.
     let record = unsafe { &mut *record };
-    fill_header(&mut record.header, kind::FILE, program);
+    fill_header(&mut record.header, current_task(), kind::FILE, program);
     record.op = report.op;
     record.syscall = SYSCALL_NONE_LSM;
     record.flags = report.flags;

@@ -16,7 +16,10 @@ use verifier_common::{
 };
 
 use crate::{
-    emit::{Count, count, fill_header, submit, submit_value},
+    emit::{
+        Count, count, current_task, fill_header, submit, submit_value, transaction_member_added,
+        transaction_member_removed,
+    },
     kernel::{off, offsets_ready, read_ptr, read_u32, read_u64},
     maps::{PACKAGE_MANAGERS, PATH_SCRATCH, RECORD_SCRATCH, TRANSACTION_SEQ, TRANSACTIONS},
     path::{copy_into, file_path},
@@ -44,7 +47,7 @@ pub fn on_exec(ctx: &BtfTracePointContext) -> Option<()> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let starts = begin_transaction_if_package_manager(tgid, dev, ino);
 
-    fill_header(&mut record.header, kind::EXEC, program);
+    fill_header(&mut record.header, current_task(), kind::EXEC, program);
     record.exe_dev = dev;
     record.exe_ino = ino;
     // SAFETY: helper without preconditions.
@@ -124,7 +127,9 @@ fn begin_transaction_if_package_manager(tgid: u32, dev: u64, ino: u64) -> bool {
         depth: 0,
         root_tgid: tgid,
     };
+    transaction_member_added();
     if TRANSACTIONS.insert(&tgid, &state, 0).is_err() {
+        transaction_member_removed();
         count(ProgramId::Exec, Count::Error);
         return false;
     }
@@ -166,7 +171,9 @@ pub fn on_fork(ctx: &BtfTracePointContext) -> Option<()> {
             depth: txn.depth + 1,
             root_tgid: txn.root_tgid,
         };
+        transaction_member_added();
         if TRANSACTIONS.insert(&child_tgid, &inherited, 0).is_err() {
+            transaction_member_removed();
             count(program, Count::Error);
         }
     }
@@ -176,7 +183,7 @@ pub fn on_fork(ctx: &BtfTracePointContext) -> Option<()> {
         _pad: 0,
         child_start_time_ns: read_u64(child + off!(task_start_boottime)).unwrap_or(0),
     };
-    fill_header(&mut record.header, kind::FORK, program);
+    fill_header(&mut record.header, current_task(), kind::FORK, program);
     submit_value(program, &record);
     Some(())
 }
@@ -204,11 +211,13 @@ pub fn on_exit(ctx: &BtfTracePointContext) -> Option<()> {
         ends_transaction: 0,
         _pad: [0; 3],
     };
-    fill_header(&mut record.header, kind::EXIT, program);
+    fill_header(&mut record.header, current_task(), kind::EXIT, program);
     // SAFETY: the value is copied out at once.
     if let Some(txn) = unsafe { TRANSACTIONS.get(&tgid) } {
         record.ends_transaction = (txn.root_tgid == tgid) as u8;
-        let _ = TRANSACTIONS.remove(&tgid);
+        if TRANSACTIONS.remove(&tgid).is_ok() {
+            transaction_member_removed();
+        }
     }
     submit_value(program, &record);
     Some(())
