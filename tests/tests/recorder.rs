@@ -295,6 +295,22 @@ async fn relative_dirfd_and_odd_paths_are_resolved_and_marked() {
         renamed.target.as_ref().map(|t| t.bytes.clone()),
         Some(p(b"sub/at2.txt"))
     );
+    // The tracepoint backend reads an absolute user path straight into the record and puts a
+    // relative one together in its scratch: both in one record, either way round.
+    let to_absolute = find(FileOp::Rename, &p(b"sub/at2.txt"));
+    assert_eq!(
+        to_absolute.target.as_ref().map(|t| t.bytes.clone()),
+        Some(p(b"mixed.txt")),
+        "{}",
+        show(to_absolute)
+    );
+    let to_relative = find(FileOp::Rename, &p(b"mixed.txt"));
+    assert_eq!(
+        to_relative.target.as_ref().map(|t| t.bytes.clone()),
+        Some(p(b"sub/back.txt")),
+        "{}",
+        show(to_relative)
+    );
     find(FileOp::OpenWrite, &p(b"with space.txt"));
     find(FileOp::OpenWrite, &p(b"new\nline.txt"));
     find(FileOp::OpenWrite, &p(b"bad\xff.txt"));

@@ -72,7 +72,8 @@ fn file_ops(dir: &Path) {
     }
 }
 
-/// Relative, dirfd-relative and odd names, and a path longer than the kernel buffer.
+/// Relative, dirfd-relative, mixed (relative and absolute in one rename) and odd names, and a
+/// path longer than the kernel buffer.
 fn relative(dir: &Path) {
     let d = c(dir.as_os_str().as_bytes());
     // SAFETY: valid paths; every call is checked.
@@ -88,6 +89,16 @@ fn relative(dir: &Path) {
         check(
             libc::renameat(sub, c(b"at.txt").as_ptr(), sub, c(b"at2.txt").as_ptr()),
             "renameat",
+        );
+        // A relative and an absolute path in one record, either way round.
+        let mixed = c(dir.join("mixed.txt").as_os_str().as_bytes());
+        check(
+            libc::rename(c(b"sub/at2.txt").as_ptr(), mixed.as_ptr()),
+            "rename to an absolute path",
+        );
+        check(
+            libc::rename(mixed.as_ptr(), c(b"sub/back.txt").as_ptr()),
+            "rename to a relative path",
         );
         create(libc::AT_FDCWD, b"with space.txt");
         create(libc::AT_FDCWD, b"new\nline.txt");
