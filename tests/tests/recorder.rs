@@ -289,28 +289,22 @@ async fn relative_dirfd_and_odd_paths_are_resolved_and_marked() {
     assert_eq!(rel.path.origin, PathOrigin::Kernel);
     assert_eq!(rel.file, Some(file_id(&dir.join("rel.txt"))));
     find(FileOp::OpenWrite, &p(b"sub/at.txt"));
-    let renamed = find(FileOp::Rename, &p(b"sub/at.txt"));
+    let renamed_to = |from: &[u8], to: &[u8]| {
+        let renamed = find(FileOp::Rename, &p(from));
+        assert_eq!(
+            renamed.target.as_ref().map(|t| t.bytes.clone()),
+            Some(p(to)),
+            "{}",
+            show(renamed)
+        );
+        renamed
+    };
+    let renamed = renamed_to(b"sub/at.txt", b"sub/at2.txt");
     assert_eq!(renamed.path.origin, user_path_origin(&recorder));
-    assert_eq!(
-        renamed.target.as_ref().map(|t| t.bytes.clone()),
-        Some(p(b"sub/at2.txt"))
-    );
     // The tracepoint backend reads an absolute user path straight into the record and puts a
     // relative one together in its scratch: both in one record, either way round.
-    let to_absolute = find(FileOp::Rename, &p(b"sub/at2.txt"));
-    assert_eq!(
-        to_absolute.target.as_ref().map(|t| t.bytes.clone()),
-        Some(p(b"mixed.txt")),
-        "{}",
-        show(to_absolute)
-    );
-    let to_relative = find(FileOp::Rename, &p(b"mixed.txt"));
-    assert_eq!(
-        to_relative.target.as_ref().map(|t| t.bytes.clone()),
-        Some(p(b"sub/back.txt")),
-        "{}",
-        show(to_relative)
-    );
+    renamed_to(b"sub/at2.txt", b"mixed.txt");
+    renamed_to(b"mixed.txt", b"sub/back.txt");
     find(FileOp::OpenWrite, &p(b"with space.txt"));
     find(FileOp::OpenWrite, &p(b"new\nline.txt"));
     find(FileOp::OpenWrite, &p(b"bad\xff.txt"));
