@@ -3,6 +3,8 @@
 //! inode enters a watched root. Exec/fork/exit keep the process table and transactions current;
 //! losses and io_uring use become gaps.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
 use super::{
@@ -10,6 +12,7 @@ use super::{
     bytes::escape,
     cache::TMPFILE,
     model::{EntryOp, EntrySource, GapKind, HistoryEntry, NewGap, Writer},
+    pending_names::PendingNames,
     processes::{ProcessInfo, ProcessKey, ProcessTable, key_of},
     records::insert_gap,
     rows::{self, EntryRow, from_sql, to_sql},
@@ -49,34 +52,24 @@ impl Store {
     }
 }
 
-/// The statements file events run, prepared once per batch: taking them from the connection's
-/// statement cache for each event hashes their SQL text twice and clears their bindings, about a
-/// tenth of the store's instructions on a stream of file creations.
+/// What file events share within a batch: the statements they run, prepared once per batch
+/// (taking them from the connection's statement cache for each event hashes their SQL text twice
+/// and clears their bindings, about a tenth of the store's instructions on a stream of file
+/// creations), and the name changes written at the batch's end.
 struct BatchStatements<'t> {
     insert_row: CachedStatement<'t>,
-    set_name: CachedStatement<'t>,
-    remove_name: CachedStatement<'t>,
     names_below: CachedStatement<'t>,
+    names: PendingNames,
 }
 
 impl<'t> BatchStatements<'t> {
     fn prepare(transaction: &'t Transaction<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             insert_row: transaction.prepare_cached(rows::INSERT_ROW)?,
-            set_name: transaction.prepare_cached(
-                "INSERT INTO names (path, dev, ino, since, removed_at) \
-                 VALUES (?1, ?2, ?3, ?4, NULL) \
-                 ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, \
-                 since = excluded.since, removed_at = NULL \
-                 WHERE names.dev != excluded.dev OR names.ino != excluded.ino \
-                 OR names.removed_at IS NOT NULL",
-            )?,
-            remove_name: transaction.prepare_cached(
-                "UPDATE names SET removed_at = ?2 WHERE path = ?1 AND removed_at IS NULL",
-            )?,
             names_below: transaction.prepare_cached(
                 "SELECT path, dev, ino, removed_at FROM names WHERE path > ?1 AND path < ?2",
             )?,
+            names: PendingNames::default(),
         })
     }
 }
@@ -86,7 +79,7 @@ fn apply_batch(
     writer: &mut WriterState,
     events: &[Event],
 ) -> Result<(), StoreError> {
-    let statements = &mut BatchStatements::prepare(transaction)?;
+    let mut statements = BatchStatements::prepare(transaction)?;
     let mut latest = 0;
     for event in events {
         latest = latest.max(event_time(event));
@@ -94,7 +87,7 @@ fn apply_batch(
             Event::Exec(exec) => apply_exec(transaction, writer, exec)?,
             Event::Fork(fork) => writer.processes.on_fork(fork),
             Event::Exit(exit) => apply_exit(transaction, writer, exit)?,
-            Event::File(file) => apply_file(transaction, statements, writer, file)?,
+            Event::File(file) => apply_file(transaction, &mut statements, writer, file)?,
             Event::IoUring(io_uring) => apply_io_uring(transaction, writer, io_uring)?,
             Event::PreexistingWriter(preexisting) => {
                 apply_preexisting(transaction, writer, preexisting)?
@@ -102,6 +95,7 @@ fn apply_batch(
             Event::Loss(loss) => apply_loss(transaction, loss)?,
         }
     }
+    statements.names.write(transaction)?;
     if latest > 0 {
         set_meta(transaction, "last_event", latest)?;
     }
@@ -357,7 +351,7 @@ fn apply_file(
     note_package_lock(transaction, writer, event)?;
     let inode = match event.file {
         Some(file) => Some(file),
-        None => resolve_name(transaction, writer, &event.path)?,
+        None => resolve_name(transaction, &statements.names, writer, &event.path)?,
     };
     let target = event.target.as_ref().filter(|_| names_target(event.op));
     let keeps_source = writer.roots.keeps(&event.path);
@@ -479,6 +473,7 @@ fn flush_cached(
 /// The inode a path names according to the store (disk for watched paths, else the cache).
 fn resolve_name(
     transaction: &Transaction<'_>,
+    pending: &PendingNames,
     writer: &WriterState,
     path: &ReportedPath,
 ) -> Result<Option<FileId>, StoreError> {
@@ -487,6 +482,9 @@ fn resolve_name(
     }
     if let Some(file) = writer.cache.lookup_name(&path.bytes) {
         return Ok(Some(file));
+    }
+    if let Some(decided) = pending.current(&path.bytes) {
+        return Ok(decided);
     }
     // Watched paths, and other names of watched inodes, are in the names table.
     let mut statement = transaction
@@ -533,7 +531,7 @@ fn update_names(
                     writer.cache.remove_name(&target.bytes);
                 }
                 // The target now names an unknown inode: forget what it named before.
-                None => forget_name(transaction, writer, target)?,
+                None => forget_name(statements, writer, target),
             }
         }
         FileOp::Unlink | FileOp::Rmdir => remove_name(statements, writer, source, event.time)?,
@@ -550,16 +548,13 @@ fn update_names(
 
 /// Drops what the store believed `path` named.
 fn forget_name(
-    transaction: &Transaction<'_>,
+    statements: &mut BatchStatements<'_>,
     writer: &mut WriterState,
     path: &ReportedPath,
-) -> Result<(), StoreError> {
+) {
     writer.cache.remove_name(&path.bytes);
     writer.known_names.remove(&path.bytes);
-    transaction
-        .prepare_cached("DELETE FROM names WHERE path = ?1")?
-        .execute(params![path.bytes])?;
-    Ok(())
+    statements.names.delete(&path.bytes);
 }
 
 /// A renamed directory takes the names below it along: recorded names move, and cached inodes
@@ -586,26 +581,17 @@ fn move_names_below(
     lower.push(b'/');
     let mut upper = source.bytes.clone();
     upper.push(b'/' + 1);
-    let below: Vec<(Vec<u8>, i64, i64, Option<i64>)> = statements
-        .names_below
-        .query_map(params![lower, upper], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let below = names_between(statements, &lower, &upper)?;
     if !below.is_empty() {
         writer.known_names.clear();
     }
-    for (name, dev, ino, removed_at) in below {
-        transaction
-            .prepare_cached("DELETE FROM names WHERE path = ?1")?
-            .execute(params![name])?;
-        if removed_at.is_none() {
-            transaction
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO names (path, dev, ino, since, removed_at) \
-                     VALUES (?1, ?2, ?3, ?4, NULL)",
-                )?
-                .execute(params![renamed(&name), dev, ino, to_sql(time)])?;
+    for (name, (file, current)) in below {
+        statements.names.delete(&name);
+        if current {
+            // Named afresh: the row says since when it has this name.
+            let moved = renamed(&name);
+            statements.names.delete(&moved);
+            statements.names.set(&moved, file, time);
         }
     }
     if writer.roots.contains(&target.bytes) && !writer.roots.contains(&source.bytes) {
@@ -622,6 +608,36 @@ fn move_names_below(
     Ok(())
 }
 
+/// The names table's rows for paths `lower < path < upper`, with this batch's pending changes:
+/// each path's inode and whether the name is current.
+fn names_between(
+    statements: &mut BatchStatements<'_>,
+    lower: &[u8],
+    upper: &[u8],
+) -> Result<BTreeMap<Vec<u8>, (FileId, bool)>, StoreError> {
+    let mut below: BTreeMap<Vec<u8>, (FileId, bool)> = statements
+        .names_below
+        .query_map(params![lower, upper], |row| {
+            let file = FileId {
+                dev: from_sql(row.get(1)?),
+                ino: from_sql(row.get(2)?),
+            };
+            Ok((row.get(0)?, (file, row.get::<_, Option<i64>>(3)?.is_none())))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (name, change) in statements.names.between(lower, upper) {
+        match change.applied_to(below.get(name).copied()) {
+            Some(state) => {
+                below.insert(name.to_vec(), state);
+            }
+            None => {
+                below.remove(name);
+            }
+        }
+    }
+    Ok(below)
+}
+
 fn set_name(
     statements: &mut BatchStatements<'_>,
     writer: &mut WriterState,
@@ -636,12 +652,7 @@ fn set_name(
     if writer.known_names.get(&path.bytes) == Some(&file) {
         return Ok(());
     }
-    statements.set_name.execute(params![
-        path.bytes,
-        to_sql(file.dev),
-        to_sql(file.ino),
-        to_sql(time)
-    ])?;
+    statements.names.set(&path.bytes, file, time);
     writer.watched_inodes.insert(file);
     if writer.known_names.len() >= KNOWN_NAMES_CAPACITY {
         writer.known_names.clear();
@@ -664,9 +675,7 @@ fn remove_name(
     }
     writer.cache.remove_name(&path.bytes);
     writer.known_names.remove(&path.bytes);
-    statements
-        .remove_name
-        .execute(params![path.bytes, to_sql(time)])?;
+    statements.names.remove(&path.bytes, time);
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod cache;
 mod explain;
 mod history;
 pub mod model;
+mod pending_names;
 mod processes;
 mod records;
 mod roots;

@@ -1536,3 +1536,133 @@ fn an_earlier_file_removed_just_before_the_next_transaction_stays_in() {
         ops(&history.entries)
     );
 }
+
+/// One row of the names table: path, dev, ino, since, removed_at.
+type NameRowValues = (Vec<u8>, i64, i64, i64, Option<i64>);
+
+/// The names table's rows, in path order.
+fn names_rows(store: &Store) -> Vec<NameRowValues> {
+    let mut statement = store
+        .connection
+        .prepare("SELECT path, dev, ino, since, removed_at FROM names ORDER BY path")
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Name changes are coalesced per batch: whatever the batching, the names table ends the same.
+#[test]
+fn names_end_the_same_whether_events_come_in_one_batch_or_one_by_one() {
+    let shell = Proc::new(900, b"sh");
+    let unlink =
+        |time, path: &'static [u8]| Event::File(shell.file(time, FileOp::Unlink, path, None));
+    let link = |time, from: &'static [u8], to: &'static [u8], ino| {
+        Event::File(FileEvent {
+            target: Some(kernel_path(to)),
+            ..shell.file(time, FileOp::Link, from, Some(ino))
+        })
+    };
+    let exchange = |time, a: &'static [u8], b: &'static [u8], ino, other| {
+        Event::File(FileEvent {
+            target: Some(kernel_path(b)),
+            replaced: Some(inode(other)),
+            ..shell.file(time, FileOp::RenameExchange, a, Some(ino))
+        })
+    };
+    let earlier = [
+        shell.write(1, b"/etc/kept", 1, WRITE),
+        shell.write(2, b"/etc/gone", 2, WRITE),
+        shell.write(3, b"/etc/app/conf", 3, WRITE),
+        shell.write(4, b"/etc/app/old", 4, WRITE),
+        unlink(5, b"/etc/app/old"),
+        shell.write(6, b"/etc/a", 6, WRITE),
+        shell.write(7, b"/etc/b", 7, WRITE),
+        shell.write(8, b"/etc/back", 40, WRITE),
+        shell.write(9, b"/etc/s", 50, WRITE),
+    ];
+    let later = [
+        // Written again: keeps its first `since`.
+        shell.write(10, b"/etc/kept", 1, WRITE),
+        // Created, renamed into place and deleted.
+        shell.write(11, b"/etc/x.tmp", 11, CREATE_EXCLUSIVE),
+        shell.rename(12, b"/etc/x.tmp", b"/etc/x", 11, None),
+        unlink(13, b"/etc/x"),
+        // Deleted, then created again under the same name with another inode.
+        unlink(14, b"/etc/gone"),
+        shell.write(15, b"/etc/gone", 15, CREATE_EXCLUSIVE),
+        unlink(16, b"/etc/gone"),
+        shell.write(17, b"/etc/gone", 17, CREATE_EXCLUSIVE),
+        // A directory holding stored and new names, renamed; its new name's file removed.
+        shell.write(18, b"/etc/app/new", 18, CREATE_EXCLUSIVE),
+        shell.rename(19, b"/etc/app", b"/etc/app.old", 30, None),
+        unlink(20, b"/etc/app.old/new"),
+        // A name replaced by an unknown inode, a hard link, an exchange.
+        Event::File(FileEvent {
+            target: Some(kernel_path(b"/etc/kept")),
+            ..shell.file(21, FileOp::Rename, b"/etc/unknown", None)
+        }),
+        link(22, b"/etc/a", b"/etc/a.link", 6),
+        exchange(23, b"/etc/a", b"/etc/b", 6, 7),
+        unlink(24, b"/etc/a.link"),
+        // Renamed away and back: named afresh.
+        shell.rename(25, b"/etc/back", b"/etc/back.save", 40, None),
+        shell.rename(26, b"/etc/back.save", b"/etc/back", 40, None),
+        // Moved aside, replaced, and put back over its replacement.
+        shell.rename(27, b"/etc/s", b"/etc/s.old", 50, None),
+        shell.write(28, b"/etc/s", 51, CREATE_EXCLUSIVE),
+        shell.rename(29, b"/etc/s.old", b"/etc/s", 50, Some(51)),
+    ];
+
+    let batched_dir = TempDir::new().unwrap();
+    let mut batched = open(&batched_dir);
+    batched.apply(&earlier).unwrap();
+    batched.apply(&later).unwrap();
+
+    let single_dir = TempDir::new().unwrap();
+    let mut single = open(&single_dir);
+    for event in earlier.iter().chain(&later) {
+        single.apply(std::slice::from_ref(event)).unwrap();
+    }
+
+    let rows = names_rows(&batched);
+    assert_eq!(rows, names_rows(&single));
+    let row = |path: &[u8]| rows.iter().find(|row| row.0 == path).cloned();
+    assert_eq!(
+        row(b"/etc/x.tmp"),
+        Some((b"/etc/x.tmp".to_vec(), DEV as i64, 11, 11, Some(12)))
+    );
+    assert_eq!(
+        row(b"/etc/x"),
+        Some((b"/etc/x".to_vec(), DEV as i64, 11, 12, Some(13)))
+    );
+    assert_eq!(
+        row(b"/etc/gone"),
+        Some((b"/etc/gone".to_vec(), DEV as i64, 17, 17, None))
+    );
+    assert_eq!(
+        row(b"/etc/app.old/conf").map(|row| (row.2, row.3)),
+        Some((3, 19))
+    );
+    assert_eq!(row(b"/etc/app.old/new").and_then(|row| row.4), Some(20));
+    assert_eq!(row(b"/etc/app/conf"), None);
+    assert_eq!(row(b"/etc/kept"), None);
+    assert_eq!(
+        row(b"/etc/back").map(|row| (row.2, row.3, row.4)),
+        Some((40, 26, None))
+    );
+    assert_eq!(
+        row(b"/etc/s").map(|row| (row.2, row.3, row.4)),
+        Some((50, 29, None))
+    );
+}
