@@ -515,31 +515,31 @@ fn update_names(
                 return Ok(());
             };
             if event.op == FileOp::Rename {
-                remove_name(statements, writer, source, event.time)?;
+                remove_name(statements, writer, source, event.time);
                 move_names_below(transaction, statements, writer, source, target, event.time)?;
             }
             if event.op == FileOp::RenameExchange
                 && let Some(other) = event.replaced
             {
-                set_name(statements, writer, source, other, event.time)?;
+                set_name(statements, writer, source, other, event.time);
             }
             match inode {
                 Some(file) => {
                     // Stored events make the inode watched: all its names go to the names table.
                     writer.watched_inodes.insert(file);
-                    set_name(statements, writer, target, file, event.time)?;
+                    set_name(statements, writer, target, file, event.time);
                     writer.cache.remove_name(&target.bytes);
                 }
                 // The target now names an unknown inode: forget what it named before.
                 None => forget_name(statements, writer, target),
             }
         }
-        FileOp::Unlink | FileOp::Rmdir => remove_name(statements, writer, source, event.time)?,
+        FileOp::Unlink | FileOp::Rmdir => remove_name(statements, writer, source, event.time),
         // An O_TMPFILE open names the directory, not the new inode.
         FileOp::OpenWrite if event.flags & TMPFILE == TMPFILE => {}
         _ => {
             if let Some(file) = inode {
-                set_name(statements, writer, source, file, event.time)?;
+                set_name(statements, writer, source, file, event.time);
             }
         }
     }
@@ -581,7 +581,7 @@ fn move_names_below(
     lower.push(b'/');
     let mut upper = source.bytes.clone();
     upper.push(b'/' + 1);
-    let below = names_between(statements, &lower, &upper)?;
+    let below = recorded_names_below(statements, &source.bytes, (&lower, &upper))?;
     if !below.is_empty() {
         writer.known_names.clear();
     }
@@ -602,18 +602,18 @@ fn move_names_below(
                 origin: target.origin,
                 truncated: false,
             };
-            set_name(statements, writer, &moved, file, time)?;
+            set_name(statements, writer, &moved, file, time);
         }
     }
     Ok(())
 }
 
-/// The names table's rows for paths `lower < path < upper`, with this batch's pending changes:
-/// each path's inode and whether the name is current.
-fn names_between(
+/// The names table's rows for paths below `directory` (`lower < path < upper`), with this batch's
+/// pending changes: each path's inode and whether the name is current.
+fn recorded_names_below(
     statements: &mut BatchStatements<'_>,
-    lower: &[u8],
-    upper: &[u8],
+    directory: &[u8],
+    (lower, upper): (&[u8], &[u8]),
 ) -> Result<BTreeMap<Vec<u8>, (FileId, bool)>, StoreError> {
     let mut below: BTreeMap<Vec<u8>, (FileId, bool)> = statements
         .names_below
@@ -625,7 +625,7 @@ fn names_between(
             Ok((row.get(0)?, (file, row.get::<_, Option<i64>>(3)?.is_none())))
         })?
         .collect::<Result<_, _>>()?;
-    for (name, change) in statements.names.between(lower, upper) {
+    for (name, change) in statements.names.below(directory) {
         match change.applied_to(below.get(name).copied()) {
             Some(state) => {
                 below.insert(name.to_vec(), state);
@@ -644,13 +644,13 @@ fn set_name(
     path: &ReportedPath,
     file: FileId,
     time: WallNanos,
-) -> Result<(), StoreError> {
+) {
     let named_here = writer.roots.contains(&path.bytes) || writer.watched_inodes.contains(&file);
     if path.truncated || path.origin == PathOrigin::UserUnresolved || !named_here {
-        return Ok(());
+        return;
     }
     if writer.known_names.get(&path.bytes) == Some(&file) {
-        return Ok(());
+        return;
     }
     statements.names.set(&path.bytes, file, time);
     writer.watched_inodes.insert(file);
@@ -658,7 +658,6 @@ fn set_name(
         writer.known_names.clear();
     }
     writer.known_names.insert(path.bytes.clone(), file);
-    Ok(())
 }
 
 /// Most names remembered as already recorded (the memo is simply cleared when full).
@@ -669,14 +668,13 @@ fn remove_name(
     writer: &mut WriterState,
     path: &ReportedPath,
     time: WallNanos,
-) -> Result<(), StoreError> {
+) {
     if path.truncated || path.origin == PathOrigin::UserUnresolved {
-        return Ok(());
+        return;
     }
     writer.cache.remove_name(&path.bytes);
     writer.known_names.remove(&path.bytes);
     statements.names.remove(&path.bytes, time);
-    Ok(())
 }
 
 /// A transaction root opening the package database lock for write is recorded on its

@@ -5,9 +5,7 @@
 //! Each path's pending change is the composition of the batch's operations on it, so the row it
 //! writes is the one the operations would have left one by one, whatever the row was before.
 
-use std::collections::BTreeMap;
-
-use rusqlite::{Transaction, params};
+use rusqlite::{CachedStatement, Transaction, params};
 
 use super::{StoreError, rows::to_sql};
 use crate::events::{FileId, WallNanos};
@@ -80,10 +78,13 @@ impl NameChange {
     }
 }
 
-/// The batch's pending name changes, by path (ordered, for the names below a renamed directory).
+/// The batch's pending name changes, by path.
 #[derive(Debug, Default)]
 pub(super) struct PendingNames {
-    changes: BTreeMap<Vec<u8>, NameChange>,
+    changes: foldhash::HashMap<Vec<u8>, NameChange>,
+    /// Every directory above a pending path (`/a` and `/a/b` for `/a/b/c`): a renamed directory
+    /// that is not here has no pending names below it, which spares the scan for a renamed file.
+    directories: foldhash::HashSet<Vec<u8>>,
 }
 
 impl PendingNames {
@@ -95,15 +96,15 @@ impl PendingNames {
                     *change = next;
                 }
             }
-            None => {
-                let first = NameChange::Named {
+            None => self.insert(
+                path,
+                NameChange::Named {
                     file,
                     since: time,
                     removed_at: None,
                     replaces: false,
-                };
-                self.changes.insert(path.to_vec(), first);
-            }
+                },
+            ),
         }
     }
 
@@ -115,10 +116,7 @@ impl PendingNames {
                     *change = next;
                 }
             }
-            None => {
-                self.changes
-                    .insert(path.to_vec(), NameChange::Removed { at: time });
-            }
+            None => self.insert(path, NameChange::Removed { at: time }),
         }
     }
 
@@ -126,8 +124,19 @@ impl PendingNames {
     pub(super) fn delete(&mut self, path: &[u8]) {
         match self.changes.get_mut(path) {
             Some(change) => *change = NameChange::Deleted,
-            None => {
-                self.changes.insert(path.to_vec(), NameChange::Deleted);
+            None => self.insert(path, NameChange::Deleted),
+        }
+    }
+
+    /// The first change of `path` in this batch; its directories are noted.
+    fn insert(&mut self, path: &[u8], change: NameChange) {
+        self.changes.insert(path.to_vec(), change);
+        let mut directory = path;
+        while let Some(slash) = directory.iter().rposition(|byte| *byte == b'/') {
+            directory = &directory[..slash];
+            // Present: so are the directories above it.
+            if directory.is_empty() || !self.directories.insert(directory.to_vec()) {
+                break;
             }
         }
     }
@@ -145,20 +154,25 @@ impl PendingNames {
         })
     }
 
-    /// The pending changes of paths `lower < path < upper`.
-    pub(super) fn between<'a>(
+    /// The pending changes of paths below `directory`.
+    pub(super) fn below<'a>(
         &'a self,
-        lower: &'a [u8],
-        upper: &'a [u8],
+        directory: &'a [u8],
     ) -> impl Iterator<Item = (&'a [u8], NameChange)> + 'a {
-        use std::ops::Bound::Excluded;
-        // `range` panics on an empty interval with excluded bounds.
-        let range = (lower < upper).then(|| {
-            self.changes
-                .range::<[u8], _>((Excluded(lower), Excluded(upper)))
-                .map(|(path, change)| (path.as_slice(), *change))
-        });
-        range.into_iter().flatten()
+        // Only a directory with pending names below it is worth a scan of the batch's changes.
+        let changes = self
+            .directories
+            .contains(directory)
+            .then(|| self.changes.iter());
+        changes
+            .into_iter()
+            .flatten()
+            .filter(move |(path, _)| {
+                path.len() > directory.len() + 1
+                    && path.starts_with(directory)
+                    && path[directory.len()] == b'/'
+            })
+            .map(|(path, change)| (path.as_slice(), *change))
     }
 
     /// Writes every pending change, one statement per path.
@@ -166,39 +180,83 @@ impl PendingNames {
         if self.changes.is_empty() {
             return Ok(());
         }
-        let mut name = transaction.prepare_cached(
-            "INSERT INTO names (path, dev, ino, since, removed_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT(path) DO UPDATE SET \
-             since = CASE WHEN ?6 = 0 AND names.dev = excluded.dev AND names.ino = excluded.ino \
-             AND names.removed_at IS NULL THEN names.since ELSE excluded.since END, \
-             dev = excluded.dev, ino = excluded.ino, removed_at = excluded.removed_at \
-             WHERE ?6 != 0 OR excluded.removed_at IS NOT NULL OR names.dev != excluded.dev \
-             OR names.ino != excluded.ino OR names.removed_at IS NOT NULL",
-        )?;
-        let mut remove = transaction.prepare_cached(
-            "UPDATE names SET removed_at = ?2 WHERE path = ?1 AND removed_at IS NULL",
-        )?;
-        let mut delete = transaction.prepare_cached("DELETE FROM names WHERE path = ?1")?;
+        let mut statements = Statements::prepare(transaction)?;
         for (path, change) in &self.changes {
-            match *change {
-                NameChange::Named {
-                    file,
-                    since,
-                    removed_at,
-                    replaces,
-                } => name.execute(params![
-                    path,
-                    to_sql(file.dev),
-                    to_sql(file.ino),
-                    to_sql(since),
-                    removed_at.map(to_sql),
-                    replaces,
-                ])?,
-                NameChange::Removed { at } => remove.execute(params![path, to_sql(at)])?,
-                NameChange::Deleted => delete.execute(params![path])?,
-            };
+            statements.write(path, *change)?;
         }
         Ok(())
+    }
+}
+
+/// The statements of [`PendingNames::write`], prepared once per batch.
+struct Statements<'t> {
+    /// The common case, a name given (or kept) with no removal: the plain upsert.
+    name: CachedStatement<'t>,
+    /// Any other [`NameChange::Named`].
+    name_exactly: CachedStatement<'t>,
+    remove: CachedStatement<'t>,
+    delete: CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn prepare(transaction: &'t Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            name: transaction.prepare_cached(
+                "INSERT INTO names (path, dev, ino, since, removed_at) \
+                 VALUES (?1, ?2, ?3, ?4, NULL) \
+                 ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, \
+                 since = excluded.since, removed_at = NULL \
+                 WHERE names.dev != excluded.dev OR names.ino != excluded.ino \
+                 OR names.removed_at IS NOT NULL",
+            )?,
+            name_exactly: transaction.prepare_cached(
+                "INSERT INTO names (path, dev, ino, since, removed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(path) DO UPDATE SET \
+                 since = CASE WHEN ?6 = 0 AND names.dev = excluded.dev \
+                 AND names.ino = excluded.ino AND names.removed_at IS NULL \
+                 THEN names.since ELSE excluded.since END, \
+                 dev = excluded.dev, ino = excluded.ino, removed_at = excluded.removed_at \
+                 WHERE ?6 != 0 OR excluded.removed_at IS NOT NULL \
+                 OR names.dev != excluded.dev OR names.ino != excluded.ino \
+                 OR names.removed_at IS NOT NULL",
+            )?,
+            remove: transaction.prepare_cached(
+                "UPDATE names SET removed_at = ?2 WHERE path = ?1 AND removed_at IS NULL",
+            )?,
+            delete: transaction.prepare_cached("DELETE FROM names WHERE path = ?1")?,
+        })
+    }
+
+    fn write(&mut self, path: &[u8], change: NameChange) -> rusqlite::Result<usize> {
+        match change {
+            NameChange::Named {
+                file,
+                since,
+                removed_at: None,
+                replaces: false,
+            } => self.name.execute(params![
+                path,
+                to_sql(file.dev),
+                to_sql(file.ino),
+                to_sql(since)
+            ]),
+            NameChange::Named {
+                file,
+                since,
+                removed_at,
+                replaces,
+            } => self.name_exactly.execute(params![
+                path,
+                to_sql(file.dev),
+                to_sql(file.ino),
+                to_sql(since),
+                removed_at.map(to_sql),
+                replaces,
+            ]),
+            NameChange::Removed { at } => self.remove.execute(params![path, to_sql(at)]),
+            NameChange::Deleted => self.delete.execute(params![path]),
+        }
     }
 }
 
@@ -277,13 +335,17 @@ mod tests {
     }
 
     #[test]
-    fn between_excludes_its_bounds() {
+    fn below_finds_the_names_under_a_directory_only() {
         let mut pending = PendingNames::default();
-        for path in [&b"/d"[..], b"/d/a", b"/d/b/c", b"/d0", b"/e"] {
+        for path in [&b"/d"[..], b"/d/a", b"/d0", b"/e", b"/f/g"] {
             pending.set(path, A, 1);
         }
-        let below: Vec<&[u8]> = pending.between(b"/d/", b"/d0").map(|(p, _)| p).collect();
+        pending.remove(b"/d/b/c", 2);
+        let mut below: Vec<&[u8]> = pending.below(b"/d").map(|(p, _)| p).collect();
+        below.sort();
         assert_eq!(below, vec![&b"/d/a"[..], b"/d/b/c"]);
-        assert_eq!(pending.between(b"/d0", b"/d/").count(), 0);
+        assert_eq!(pending.below(b"/d/b").count(), 1);
+        assert_eq!(pending.below(b"/e").count(), 0);
+        assert_eq!(pending.below(b"/f").count(), 1);
     }
 }
