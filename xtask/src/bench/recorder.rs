@@ -9,8 +9,12 @@
 //! contain the workload, so every event is stored: the worst case. Each daemon run also reports
 //! the events the kernel could not hand over (target 0), the daemon's peak RSS (`VmHWM`), the store
 //! size after the load, the daemon's CPU time, and how long after the workload ended the store had
-//! caught up (every event recorded before the end stored).
+//! caught up (every event recorded before the end stored). One more daemon run per workload, not
+//! timed against the others, has the kernel's BPF run-time statistics on and reports how long the
+//! daemon's programs ran inside the workload's syscalls: the part of the overhead that is the
+//! kernel side's, without the noise of the wall-time ratio.
 use std::{
+    collections::HashSet,
     fmt::Write as _,
     fs,
     os::unix::fs::PermissionsExt as _,
@@ -61,9 +65,12 @@ pub fn run(options: &Options, report: &mut Report) -> anyhow::Result<()> {
     ]))?;
     let scratch = Scratch::create()?;
     let rounds = options.repeat.max(1);
-    let files = measure(&scratch, &FilesWorkload::new(&scratch)?, rounds)?;
+    let files_workload = FilesWorkload::new(&scratch)?;
+    let mut files = measure(&scratch, &files_workload, rounds)?;
+    files.kernel = kernel_program_time(&scratch, &files_workload, rounds)?;
     let deb = DebWorkload::build(&scratch)?;
-    let dpkg = measure(&scratch, &deb, rounds)?;
+    let mut dpkg = measure(&scratch, &deb, rounds)?;
+    dpkg.kernel = kernel_program_time(&scratch, &deb, rounds)?;
     drop(deb);
     for result in [&files, &dpkg] {
         result.add_to(report);
@@ -312,12 +319,25 @@ struct DaemonFigures {
     cpu_secs: f64,
 }
 
+/// The daemon's kernel programs during one run of a workload, with BPF run-time statistics on.
+#[derive(Debug, Clone, Copy)]
+struct KernelTime {
+    /// Time the programs ran (inside the workload's syscalls and the other events they watch).
+    program: Duration,
+    /// Times they ran.
+    runs: u64,
+    /// The workload's wall time in that run (statistics on: not comparable with the rounds).
+    wall: Duration,
+}
+
 /// Everything measured for one workload.
 struct WorkloadResult {
     name: &'static str,
     description: String,
     without: Vec<Duration>,
     with: Vec<Duration>,
+    /// The extra run with BPF statistics on (`None` if they could not be enabled).
+    kernel: Option<KernelTime>,
     daemon: Vec<DaemonFigures>,
     /// Other processes' `sys_exit` programs attached during each run (noise indicator).
     foreign_recorders: Vec<usize>,
@@ -333,6 +353,7 @@ fn measure(
         description: workload.description(),
         without: Vec::new(),
         with: Vec::new(),
+        kernel: None,
         daemon: Vec::new(),
         foreign_recorders: Vec::new(),
     };
@@ -422,6 +443,64 @@ fn run_with_daemon(
     drop(lock);
     daemon.stop()?;
     Ok((wall, figures, foreign))
+}
+
+/// One run of `workload` with the daemon and the kernel's BPF run-time statistics on (they cost
+/// two clock reads per program run, so this run is not one of the timed rounds): how long the
+/// daemon's programs ran. `None`, with a warning, when the statistics cannot be enabled.
+fn kernel_program_time(
+    scratch: &Scratch,
+    workload: &dyn Workload,
+    round: usize,
+) -> anyhow::Result<Option<KernelTime>> {
+    eprintln!(
+        "xtask: recorder bench {}: one more run with BPF run-time statistics",
+        workload.name()
+    );
+    let others = loaded_program_ids();
+    let daemon = BenchDaemon::start(scratch, workload, round)?;
+    let ours = |id: &u32| !others.contains(id);
+    settle();
+    let statistics = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => fd,
+        Err(error) => {
+            eprintln!("xtask: cannot enable BPF run-time statistics ({error}); not measured");
+            daemon.stop()?;
+            return Ok(None);
+        }
+    };
+    let lock = workload.prepare()?;
+    // Every process's syscalls run the programs: on a quiet machine, the workload's.
+    let before = program_time(ours);
+    let wall = workload.run_once()?;
+    let after = program_time(ours);
+    drop(statistics);
+    workload.clean()?;
+    drop(lock);
+    daemon.stop()?;
+    Ok(Some(KernelTime {
+        program: after.0.saturating_sub(before.0),
+        runs: after.1.saturating_sub(before.1),
+        wall,
+    }))
+}
+
+/// Ids of the BPF programs loaded now.
+fn loaded_program_ids() -> HashSet<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|program| program.id())
+        .collect()
+}
+
+/// Total run time and run count of the loaded programs `pick` selects by id.
+fn program_time(pick: impl Fn(&u32) -> bool) -> (Duration, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|program| pick(&program.id()))
+        .fold((Duration::ZERO, 0), |(time, runs), program| {
+            (time + program.run_time(), runs + program.run_count())
+        })
 }
 
 /// The release daemon with a benchmark configuration in the scratch directory.
@@ -689,6 +768,12 @@ impl WorkloadResult {
         ]
     }
 
+    /// The kernel programs' time as a share of the median run without the daemon.
+    fn kernel_share(&self) -> Option<f64> {
+        self.kernel
+            .map(|kernel| kernel.program.as_secs_f64() / seconds(&self.without).median())
+    }
+
     fn add_to(&self, report: &mut Report) {
         report.comparisons.push(Comparison {
             benchmark: format!("recorder {}", self.description),
@@ -704,6 +789,26 @@ impl WorkloadResult {
                 .figures
                 .push((format!("recorder {}: {name}", self.name), samples));
         }
+        if let (Some(kernel), Some(share)) = (self.kernel, self.kernel_share()) {
+            let one = |unit, value| Samples {
+                unit,
+                values: vec![value],
+            };
+            report.figures.push((
+                format!(
+                    "recorder {}: kernel programs' run time (one run, BPF statistics on)",
+                    self.name
+                ),
+                one("s", kernel.program.as_secs_f64()),
+            ));
+            report.figures.push((
+                format!(
+                    "recorder {}: kernel programs' run time / median without the daemon",
+                    self.name
+                ),
+                one("%", share * 100.0),
+            ));
+        }
     }
 
     fn json(&self) -> serde_json::Value {
@@ -716,6 +821,12 @@ impl WorkloadResult {
             "paired_overhead": self.paired_overhead(),
             "target_overhead": TARGET_OVERHEAD,
             "foreign_recorder_programs": self.foreign_recorders,
+            "kernel_programs": self.kernel.map(|kernel| serde_json::json!({
+                "run_time_s": kernel.program.as_secs_f64(),
+                "runs": kernel.runs,
+                "workload_wall_s": kernel.wall.as_secs_f64(),
+                "share_of_median_without_daemon": self.kernel_share(),
+            })),
             "daemon": self.daemon.iter().map(|f| serde_json::json!({
                 "lost": f.lost, "emitted": f.emitted, "stored": f.stored, "gaps": f.gaps,
                 "failed_batches": f.failed_batches, "caught_up_s": f.caught_up_secs,
@@ -764,6 +875,33 @@ fn section(results: &[&WorkloadResult]) -> String {
             r.figure(|f| f.peak_rss_mib, "MiB").max(),
             r.figure(|f| f.store_mib, "MiB").median(),
         );
+    }
+    md.push_str(
+        "\nThe daemon's kernel programs run inside the workload's syscalls, so their run time adds to \
+         its wall time one for one. One more run per workload, with the kernel's BPF run-time \
+         statistics on (not one of the timed rounds), measures it:\n\n\
+         | workload | programs' run time | program runs | share of the median without the daemon \
+         | workload's wall time in that run | share of that run's wall time |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        match (r.kernel, r.kernel_share()) {
+            (Some(kernel), Some(share)) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.3} s | {} | {:.1}% | {:.3} s | {:.1}% |",
+                    r.description,
+                    kernel.program.as_secs_f64(),
+                    thousands(kernel.runs),
+                    share * 100.0,
+                    kernel.wall.as_secs_f64(),
+                    100.0 * kernel.program.as_secs_f64() / kernel.wall.as_secs_f64(),
+                );
+            }
+            _ => {
+                let _ = writeln!(md, "| {} | not measured | | | | |", r.description);
+            }
+        }
     }
     let foreign: usize = results
         .iter()
@@ -816,6 +954,7 @@ mod tests {
                 })
                 .collect(),
             foreign_recorders: Vec::new(),
+            kernel: None,
         }
     }
 
