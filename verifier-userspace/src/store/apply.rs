@@ -577,11 +577,7 @@ fn move_names_below(
         moved.extend_from_slice(&name[source.bytes.len()..]);
         moved
     };
-    let mut lower = source.bytes.clone();
-    lower.push(b'/');
-    let mut upper = source.bytes.clone();
-    upper.push(b'/' + 1);
-    let below = recorded_names_below(statements, &source.bytes, (&lower, &upper))?;
+    let below = recorded_names_below(statements, &source.bytes)?;
     if !below.is_empty() {
         writer.known_names.clear();
     }
@@ -608,13 +604,15 @@ fn move_names_below(
     Ok(())
 }
 
-/// The names table's rows for paths below `directory` (`lower < path < upper`), with this batch's
-/// pending changes: each path's inode and whether the name is current.
+/// The names table's rows for paths below `directory`, with this batch's pending changes: each
+/// path's inode and whether the name is current.
 fn recorded_names_below(
     statements: &mut BatchStatements<'_>,
     directory: &[u8],
-    (lower, upper): (&[u8], &[u8]),
 ) -> Result<BTreeMap<Vec<u8>, (FileId, bool)>, StoreError> {
+    // Below `directory/`: from `directory/` (exclusive) to `directory0` ('/' + 1, exclusive).
+    let bound = |last: u8| [directory, &[last]].concat();
+    let (lower, upper) = (bound(b'/'), bound(b'/' + 1));
     let mut below: BTreeMap<Vec<u8>, (FileId, bool)> = statements
         .names_below
         .query_map(params![lower, upper], |row| {
