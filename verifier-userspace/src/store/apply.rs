@@ -29,9 +29,14 @@ impl Store {
     pub fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
         let (connection, writer) = self.writer()?;
         let transaction = connection.transaction()?;
+        writer.writer_ids.begin();
         let result = apply_batch(&transaction, writer, events);
         match result {
-            Ok(()) => Ok(transaction.commit()?),
+            Ok(()) => {
+                transaction.commit()?;
+                writer.writer_ids.committed();
+                Ok(())
+            }
             Err(error) => {
                 drop(transaction);
                 // The memo may name rows that were just rolled back.
@@ -390,7 +395,17 @@ fn apply_file(
         // The memory cache has dropped inodes: this one's earlier operations may be among them.
         row.prior_history_unknown = true;
     }
-    rows::insert_row_with(&mut statements.insert_row, writer.boot_no, &row)?;
+    let boot_no = writer.boot_no;
+    let mut insert = |row: &EntryRow<'_>| {
+        rows::insert_row_with(
+            &mut statements.insert_row,
+            transaction,
+            &mut writer.writer_ids,
+            boot_no,
+            row,
+        )
+    };
+    insert(&row)?;
     if let (Some(other), Some(target), Some(file)) = (exchanged, target, inode) {
         // The exchanged inode now sits at the source name: record the exchange in its history.
         let mirrored = EntryRow {
@@ -400,7 +415,7 @@ fn apply_file(
             replaced: Some(file),
             ..row
         };
-        rows::insert_row_with(&mut statements.insert_row, writer.boot_no, &mirrored)?;
+        insert(&mirrored)?;
     }
     update_names(transaction, statements, writer, event, inode)?;
     if let Some(file) = inode {
@@ -464,7 +479,7 @@ fn flush_cached(
                 || (index == 0 && cached.prior_unknown),
             ..entry.clone()
         };
-        rows::insert_entry(transaction, writer.boot_no, &stored)?;
+        rows::insert_entry(transaction, &mut writer.writer_ids, writer.boot_no, &stored)?;
     }
     writer.watched_inodes.insert(file);
     Ok(!cached.entries.is_empty())
@@ -807,7 +822,7 @@ fn apply_preexisting(
         return Ok(());
     }
     flush_cached(transaction, writer, event.file)?;
-    rows::insert_entry(transaction, writer.boot_no, &entry)?;
+    rows::insert_entry(transaction, &mut writer.writer_ids, writer.boot_no, &entry)?;
     writer.watched_inodes.insert(event.file);
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::{
     },
     records::baseline_of,
     roots::could_be_tail_of,
-    rows::{self, ENTRY_COLUMNS, from_sql, to_sql},
+    rows::{self, ENTRY_COLUMNS, ENTRY_SOURCE, from_sql, to_sql},
 };
 use crate::events::{FileId, FileOp, PathOrigin, WallNanos};
 
@@ -267,8 +267,10 @@ impl Store {
         condition: &str,
         parameters: impl rusqlite::Params,
     ) -> Result<Vec<(i64, HistoryEntry)>, StoreError> {
-        let sql =
-            format!("SELECT {ENTRY_COLUMNS} FROM file_events WHERE {condition} ORDER BY time, id");
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM {ENTRY_SOURCE} WHERE {condition} \
+             ORDER BY time, file_events.id"
+        );
         let mut statement = self.connection.prepare_cached(&sql)?;
         let rows = statement.query_map(parameters, rows::entry_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -369,8 +371,10 @@ impl Store {
     pub fn mark_trusted(&mut self, path: &Path, baseline: Baseline) -> Result<(), StoreError> {
         let (connection, writer) = self.writer()?;
         let transaction = connection.transaction()?;
+        writer.writer_ids.begin();
         mark_trusted_in(&transaction, writer, path, &baseline)?;
         transaction.commit()?;
+        writer.writer_ids.committed();
         forget_trusted_name(writer, path, baseline.file);
         Ok(())
     }
@@ -444,7 +448,7 @@ pub(super) fn mark_trusted_in(
                 source: EntrySource::MemoryCache,
                 ..entry.clone()
             };
-            rows::insert_entry(transaction, writer.boot_no, &stored)?;
+            rows::insert_entry(transaction, &mut writer.writer_ids, writer.boot_no, &stored)?;
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ mod schema;
 mod statements;
 #[cfg(test)]
 mod tests;
+mod writers;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -92,6 +93,11 @@ pub enum StoreError {
     },
     #[error("store schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
+    #[error(
+        "store schema version {found} is older than this build's ({expected}): the daemon of \
+         this build migrates it when it starts"
+    )]
+    SchemaTooOld { found: u32, expected: u32 },
     #[error("store schema migration to version {to_version} failed: {source}")]
     Migration {
         to_version: u32,
@@ -132,6 +138,8 @@ struct WriterState {
     startup_gap: Option<i64>,
     /// Verdicts (and the baselines they establish) not yet written: see `Store::queue_verdict`.
     queued_verdicts: Vec<QueuedVerdict>,
+    /// Row ids of the writers already stored.
+    writer_ids: writers::WriterIds,
 }
 
 /// A verdict record and, for an accepted change, the baseline it establishes.
@@ -256,6 +264,13 @@ impl Store {
         if found == 0 {
             return Err(StoreError::Missing { path: database });
         }
+        if found < SCHEMA_VERSION {
+            // Its queries would fail on tables and columns this build expects.
+            return Err(StoreError::SchemaTooOld {
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
         Ok(Store {
             connection,
             database,
@@ -345,6 +360,7 @@ impl Store {
             open_io_uring_gaps,
             startup_gap,
             queued_verdicts: Vec::new(),
+            writer_ids: writers::WriterIds::default(),
         })
     }
 }

@@ -298,6 +298,7 @@ impl Store {
         }
         let queued = std::mem::take(&mut writer.queued_verdicts);
         let transaction = connection.transaction()?;
+        writer.writer_ids.begin();
         for verdict in &queued {
             insert_verdict(&transaction, &verdict.record)?;
             if let Some((path, baseline)) = &verdict.trust {
@@ -305,6 +306,7 @@ impl Store {
             }
         }
         transaction.commit()?;
+        writer.writer_ids.committed();
         for (path, baseline) in queued.iter().filter_map(|verdict| verdict.trust.as_ref()) {
             super::history::forget_trusted_name(writer, path, baseline.file);
         }
@@ -423,7 +425,9 @@ impl Store {
     /// that exited and are referenced by no remaining operation or transaction. Histories of
     /// existing files, transactions and gaps are kept.
     pub fn prune(&mut self, before: WallNanos) -> Result<PruneReport, StoreError> {
-        let (connection, _) = self.writer()?;
+        let (connection, writer) = self.writer()?;
+        // Writers no remaining operation references are deleted below.
+        writer.writer_ids.clear();
         let cutoff = i64::try_from(before).unwrap_or(i64::MAX);
         let transaction = connection.transaction()?;
         let verdicts =
@@ -438,11 +442,16 @@ impl Store {
             "DELETE FROM names WHERE removed_at IS NOT NULL AND removed_at < ?1",
             params![cutoff],
         )?;
+        // One scan of `file_events` (an index on its writer would cost every insert).
+        transaction.execute_cached(
+            "DELETE FROM writers WHERE id NOT IN (SELECT writer FROM file_events)",
+            [],
+        )?;
         let processes = transaction.execute_cached(
             "DELETE FROM processes WHERE exit_time IS NOT NULL AND exit_time < ?1 \
-             AND NOT EXISTS (SELECT 1 FROM file_events WHERE file_events.boot = processes.boot \
-              AND file_events.pid = processes.pid \
-              AND file_events.start_time = processes.start_time) \
+             AND NOT EXISTS (SELECT 1 FROM writers WHERE writers.boot = processes.boot \
+              AND writers.pid = processes.pid \
+              AND writers.start_time = processes.start_time) \
              AND NOT EXISTS (SELECT 1 FROM transactions WHERE transactions.boot = processes.boot \
               AND transactions.root_pid = processes.pid \
               AND transactions.root_start_time = processes.start_time)",

@@ -8,6 +8,7 @@ use super::{
     bytes::ByteText,
     model::{EntryOp, EntrySource, HistoryEntry, RecordedPath, Writer},
     processes::ProcessInfo,
+    writers::WriterIds,
 };
 use crate::events::{FileEvent, FileId, FileOp, PathOrigin, ReportedPath, TransactionRef};
 
@@ -86,11 +87,15 @@ pub fn entry_from_event(
     }
 }
 
-/// The columns every entry query selects, in [`entry_from_row`]'s order.
+/// The columns every entry query selects from [`ENTRY_SOURCE`], in [`entry_from_row`]'s order.
 pub const ENTRY_COLUMNS: &str = "time, op, dev, ino, path, path_origin, path_truncated, target, \
     target_origin, target_truncated, replaced_dev, replaced_ino, flags, \
-    (SELECT boot_id FROM boots WHERE boots.id = file_events.boot), pid, tid, ppid, start_time, \
-    uid, euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, source, prior_unknown, id";
+    (SELECT boot_id FROM boots WHERE boots.id = writers.boot), pid, tid, ppid, start_time, \
+    uid, euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, source, prior_unknown, \
+    file_events.id";
+
+/// The operations with their writers: what entry queries select from.
+pub const ENTRY_SOURCE: &str = "file_events JOIN writers ON writers.id = file_events.writer";
 
 pub fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, HistoryEntry)> {
     let op_text: String = row.get(1)?;
@@ -270,35 +275,36 @@ impl<'a> EntryRow<'a> {
 /// Inserts one entry (of the given boot number).
 pub fn insert_entry(
     transaction: &Transaction<'_>,
+    writers: &mut WriterIds,
     boot: i64,
     entry: &HistoryEntry,
 ) -> Result<(), StoreError> {
-    insert_row(transaction, boot, &EntryRow::of_entry(entry))
+    let mut statement = transaction.prepare_cached(INSERT_ROW)?;
+    insert_row_with(
+        &mut statement,
+        transaction,
+        writers,
+        boot,
+        &EntryRow::of_entry(entry),
+    )
 }
 
 /// The statement [`insert_row_with`] runs.
 pub const INSERT_ROW: &str = "INSERT INTO file_events (time, op, dev, ino, path, path_origin, \
     path_truncated, target, target_origin, target_truncated, replaced_dev, replaced_ino, flags, \
-    unanchored, boot, pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino, txn_id, \
-    txn_depth, source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+    unanchored, writer, source, prior_unknown) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+    ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
-/// Inserts one row (of the given boot number).
-pub fn insert_row(
-    transaction: &Transaction<'_>,
-    boot: i64,
-    row: &EntryRow<'_>,
-) -> Result<(), StoreError> {
-    let mut statement = transaction.prepare_cached(INSERT_ROW)?;
-    insert_row_with(&mut statement, boot, row)
-}
-
-/// Inserts one row through `statement`, a prepared [`INSERT_ROW`].
+/// Inserts one row (of the given boot number) through `statement`, a prepared [`INSERT_ROW`],
+/// and its writer's row if `writers` knows none yet.
 pub fn insert_row_with(
     statement: &mut Statement<'_>,
+    transaction: &Transaction<'_>,
+    writers: &mut WriterIds,
     boot: i64,
     row: &EntryRow<'_>,
 ) -> Result<(), StoreError> {
+    let writer = writers.id_for(transaction, boot, row)?;
     let target = row.target;
     let unanchored = row.path.is_unanchored()
         || (matches!(
@@ -320,19 +326,7 @@ pub fn insert_row_with(
         row.replaced.map(|file| to_sql(file.ino)),
         to_sql(row.flags),
         unanchored,
-        boot,
-        row.pid,
-        row.tid,
-        row.ppid,
-        to_sql(row.start_time_ns),
-        row.uid,
-        row.euid,
-        row.comm,
-        row.exe,
-        row.exe_file.map(|file| to_sql(file.dev)),
-        row.exe_file.map(|file| to_sql(file.ino)),
-        row.transaction.map(|transaction| to_sql(transaction.id)),
-        row.transaction.map(|transaction| transaction.depth),
+        writer,
         row.source.as_str(),
         row.prior_history_unknown,
     ])?;

@@ -8,7 +8,7 @@ use rusqlite::{Connection, Transaction};
 use super::StoreError;
 
 /// Each entry migrates from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // Version 1.
     r#"
 CREATE TABLE meta (
@@ -169,6 +169,80 @@ CREATE TABLE ownership_changes (
     replaces_declared INTEGER NOT NULL
 );
 CREATE INDEX ownership_changes_path ON ownership_changes(path, time);
+"#,
+    // Version 3: each distinct writer (the process and what it was at the time: ids, name,
+    // executable, transaction) stored once in `writers`, referenced by the operations it made,
+    // instead of thirteen columns on every operation.
+    r#"
+CREATE TABLE writers (
+    id INTEGER PRIMARY KEY,
+    boot INTEGER NOT NULL REFERENCES boots(id),
+    pid INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    ppid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    euid INTEGER NOT NULL,
+    comm BLOB NOT NULL,
+    exe BLOB,
+    exe_dev INTEGER,
+    exe_ino INTEGER,
+    txn_id INTEGER,
+    txn_depth INTEGER
+);
+CREATE INDEX writers_process ON writers(boot, pid, start_time);
+
+INSERT INTO writers (boot, pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino,
+                     txn_id, txn_depth)
+SELECT DISTINCT boot, pid, tid, ppid, start_time, uid, euid, comm, exe, exe_dev, exe_ino,
+       txn_id, txn_depth
+FROM file_events;
+
+CREATE TABLE file_events_v3 (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    dev INTEGER,
+    ino INTEGER,
+    path BLOB NOT NULL,
+    path_origin TEXT NOT NULL,
+    path_truncated INTEGER NOT NULL,
+    target BLOB,
+    target_origin TEXT,
+    target_truncated INTEGER,
+    replaced_dev INTEGER,
+    replaced_ino INTEGER,
+    flags INTEGER NOT NULL,
+    -- path or target truncated or unresolved: may concern a file it does not name
+    unanchored INTEGER NOT NULL,
+    -- a writers(id), not declared a foreign key: the check would cost every insert, and
+    -- pruning writers would scan this table once per writer deleted
+    writer INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    prior_unknown INTEGER NOT NULL
+);
+
+INSERT INTO file_events_v3 (id, time, op, dev, ino, path, path_origin, path_truncated, target,
+                            target_origin, target_truncated, replaced_dev, replaced_ino, flags,
+                            unanchored, writer, source, prior_unknown)
+SELECT e.id, e.time, e.op, e.dev, e.ino, e.path, e.path_origin, e.path_truncated, e.target,
+       e.target_origin, e.target_truncated, e.replaced_dev, e.replaced_ino, e.flags,
+       e.unanchored,
+       (SELECT w.id FROM writers w
+        WHERE w.boot = e.boot AND w.pid = e.pid AND w.start_time = e.start_time
+          AND w.tid = e.tid AND w.ppid = e.ppid AND w.uid = e.uid AND w.euid = e.euid
+          AND w.comm = e.comm AND w.exe IS e.exe AND w.exe_dev IS e.exe_dev
+          AND w.exe_ino IS e.exe_ino AND w.txn_id IS e.txn_id
+          AND w.txn_depth IS e.txn_depth),
+       e.source, e.prior_unknown
+FROM file_events e;
+
+DROP TABLE file_events;
+ALTER TABLE file_events_v3 RENAME TO file_events;
+CREATE INDEX file_events_inode ON file_events(dev, ino, time);
+CREATE INDEX file_events_path ON file_events(path, time);
+CREATE INDEX file_events_target ON file_events(target, time) WHERE target IS NOT NULL;
+CREATE INDEX file_events_unanchored ON file_events(time) WHERE unanchored = 1;
 "#,
 ];
 

@@ -1666,3 +1666,165 @@ fn names_end_the_same_whether_events_come_in_one_batch_or_one_by_one() {
         Some((50, 29, None))
     );
 }
+
+fn writer_rows(store: &Store) -> i64 {
+    store
+        .connection
+        .query_row("SELECT COUNT(*) FROM writers", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn each_distinct_writer_is_stored_once_and_pruned_with_its_operations() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(&dir);
+    let shell = Proc::new(900, b"sh");
+    let as_user = |event: Event| match event {
+        Event::File(mut file) => {
+            file.actor.euid = 1000;
+            Event::File(file)
+        }
+        other => other,
+    };
+    store
+        .apply(&[
+            shell.exec(5, b"/usr/bin/sh", 3, b"sh", false),
+            shell.write(10, b"/etc/kept", 1, WRITE),
+            shell.write(11, b"/etc/kept", 1, WRITE),
+        ])
+        .unwrap();
+    store
+        .apply(&[
+            shell.write(12, b"/etc/kept", 1, WRITE),
+            as_user(shell.write(13, b"/etc/gone", 2, WRITE)),
+            Event::File(shell.file(14, FileOp::Unlink, b"/etc/gone", None)),
+        ])
+        .unwrap();
+    assert_eq!(writer_rows(&store), 2, "root and euid 1000, across batches");
+    let kept = store
+        .file_history(Path::new("/etc/kept"), Some(inode(1)))
+        .unwrap();
+    let writers: Vec<_> = kept
+        .entries
+        .iter()
+        .map(|entry| {
+            (
+                entry.writer.pid,
+                entry.writer.euid,
+                entry.writer.exe.clone(),
+            )
+        })
+        .collect();
+    let sh = Some(ByteText(b"/usr/bin/sh".to_vec()));
+    assert_eq!(writers, vec![(900, 0, sh.clone()); 3]);
+
+    store.prune(100).unwrap();
+    assert_eq!(
+        writer_rows(&store),
+        1,
+        "euid 1000 wrote only the deleted file"
+    );
+    // The memo forgot the pruned row: the same writer again gets a row of its own.
+    store
+        .apply(&[as_user(shell.write(110, b"/etc/kept", 1, WRITE))])
+        .unwrap();
+    assert_eq!(writer_rows(&store), 2);
+    let kept = store
+        .file_history(Path::new("/etc/kept"), Some(inode(1)))
+        .unwrap();
+    let last = kept.entries.last().unwrap();
+    assert_eq!(
+        (last.time, last.writer.euid, last.writer.exe.clone()),
+        (110, 1000, sh)
+    );
+}
+
+/// time, pid, comm, exe, transaction id of a version 2 `file_events` row.
+type OldRowValues = (i64, i64, &'static [u8], Option<&'static [u8]>, Option<i64>);
+
+#[test]
+fn a_version_2_store_keeps_its_writers_through_the_writers_table_migration() {
+    let dir = TempDir::new().unwrap();
+    let database = dir.path().join(DATABASE_FILE);
+    {
+        let mut connection = rusqlite::Connection::open(&database).unwrap();
+        let transaction = connection.transaction().unwrap();
+        for migration in &schema::MIGRATIONS[..2] {
+            transaction.execute_batch(migration).unwrap();
+        }
+        transaction
+            .execute(
+                "INSERT INTO boots (id, boot_id) VALUES (1, ?1)",
+                params![BOOT],
+            )
+            .unwrap();
+        // Two rows of one writer (dpkg in transaction 7), one of a writer without executable.
+        let rows: [OldRowValues; 3] = [
+            (120, 500, b"dpkg", Some(b"/usr/bin/dpkg"), Some(7)),
+            (130, 500, b"dpkg", Some(b"/usr/bin/dpkg"), Some(7)),
+            (140, 600, b"vi", None, None),
+        ];
+        for (time, pid, comm, exe, txn) in rows {
+            transaction
+                .execute(
+                    "INSERT INTO file_events (time, op, dev, ino, path, path_origin, \
+                     path_truncated, flags, unanchored, boot, pid, tid, ppid, start_time, uid, \
+                     euid, comm, exe, exe_dev, exe_ino, txn_id, txn_depth, source, \
+                     prior_unknown) VALUES (?1, 'open_write', ?2, 42, \
+                     CAST('/etc/motd' AS BLOB), 'kernel', 0, 1, 0, 1, ?3, ?3, 1, 77, 0, 0, ?4, \
+                     ?5, ?6, ?7, ?8, ?9, 'recorded', 0)",
+                    params![
+                        time,
+                        DEV as i64,
+                        pid,
+                        comm,
+                        exe,
+                        exe.map(|_| DEV as i64),
+                        exe.map(|_| 3),
+                        txn,
+                        txn.map(|_| 0),
+                    ],
+                )
+                .unwrap();
+        }
+        transaction.pragma_update(None, "user_version", 2).unwrap();
+        transaction.commit().unwrap();
+    }
+    assert!(matches!(
+        Store::open_read_only(dir.path()),
+        Err(StoreError::SchemaTooOld { found: 2, .. })
+    ));
+    let store = open(&dir);
+    assert_eq!(schema::version(&store.connection).unwrap(), SCHEMA_VERSION);
+    assert_eq!(writer_rows(&store), 2);
+    let history = store
+        .file_history(Path::new("/etc/motd"), Some(inode(42)))
+        .unwrap();
+    let writers: Vec<_> = history
+        .entries
+        .iter()
+        .map(|entry| {
+            let writer = &entry.writer;
+            (
+                entry.time,
+                writer.pid,
+                writer.comm.clone(),
+                writer.exe.clone(),
+                writer.exe_file,
+                writer.transaction,
+            )
+        })
+        .collect();
+    let dpkg = |time| {
+        (
+            time,
+            500,
+            ByteText(b"dpkg".to_vec()),
+            Some(ByteText(b"/usr/bin/dpkg".to_vec())),
+            Some(inode(3)),
+            Some(TransactionRef { id: 7, depth: 0 }),
+        )
+    };
+    let vi = (140, 600, ByteText(b"vi".to_vec()), None, None, None);
+    assert_eq!(writers, vec![dpkg(120), dpkg(130), vi]);
+}
