@@ -14,6 +14,7 @@
 //! - [`ar`]: OSSEC/Wazuh Active Response formats: alerts, argv/stdin, the AR log.
 //! - [`alerting`]: alert delivery beyond the AR log (mail).
 //! - [`cli`]: the `verifier` subcommands.
+//! - [`heap`]: returning freed memory to the system after large transient allocations.
 //! - [`daemon`]: wiring everything together for `verifier daemon`.
 
 pub mod alerting;
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod decision;
 pub mod ebpf;
 pub mod events;
+pub mod heap;
 pub mod intake;
 pub mod packages;
 pub mod protocol;

@@ -30,6 +30,7 @@ use crate::{
     decision::gather::SelfCritical,
     ebpf::Recorder,
     events::FileId,
+    heap,
     packages::{PackageIndex, rpm::discover_dbpath},
     protocol::{Request, RequestBody, Response, ResponseBody},
     socket::server::{Handler, Limits, Peer, SocketServer},
@@ -78,6 +79,8 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let events = recorder.take_events()?;
     record_preexisting_writers(&mut recorder, &mut store);
     store.end_startup_gap(crate::intake::wall_clock_now())?;
+    // Loading the programs parsed the kernel's BTF (tens of MiB, freed by now).
+    heap::release_free_memory();
     let mailer = Mailer::start(&config.mail).context("starting alert mail")?;
     let self_critical = SelfCritical::from_config(&config, config_path.as_deref());
 

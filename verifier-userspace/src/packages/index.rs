@@ -21,7 +21,7 @@ use super::{
     rpm::{self, RpmDb},
     verify::{Mismatch, VerifyOutcome, verify_file},
 };
-use crate::{config::PackagesConfig, events::FileId};
+use crate::{config::PackagesConfig, events::FileId, heap};
 
 /// Top-level directories that usr-merged systems replace with symlinks into `/usr`.
 const USR_MERGE_CANDIDATES: [&str; 7] =
@@ -390,6 +390,8 @@ impl PackageIndex {
         self.stats.rpm_packages = self.stats.packages - self.stats.dpkg_packages;
         self.stats.last_parsed_files = parsed;
         self.stats.approx_memory_bytes = self.approx_memory();
+        // The previous index and the parse's temporaries were just freed, below live data.
+        heap::release_free_memory();
         Ok(errors)
     }
 
@@ -502,7 +504,7 @@ impl PackageIndex {
         if let Some(rpm) = self.rpm.as_mut() {
             rpm.drop_parse_caches();
         }
-        release_free_heap();
+        heap::release_free_memory();
     }
 
     pub fn stats(&self) -> &IndexStats {
@@ -625,15 +627,6 @@ impl PackageIndex {
         identity.ok_or_else(|| ExecutableError::NotOwned {
             path: path.to_owned(),
         })
-    }
-}
-
-/// Returns the heap's free pages to the system (glibc keeps them after a large build).
-fn release_free_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

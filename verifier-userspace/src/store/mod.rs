@@ -210,9 +210,10 @@ impl Store {
             })?;
         // WAL + NORMAL: a crash (of the daemon or the host) never corrupts the database; a power
         // loss may drop the last batches, which the next start covers with a gap from the last
-        // heartbeat. The larger page cache keeps the indexes' hot pages in memory.
+        // heartbeat. A 16 MiB page cache: 64 MiB cost 60 MiB more RSS and saved no CPU (300,000
+        // and 1,000,000 events of `store_bench`); misses are served by the kernel's page cache.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
-        connection.pragma_update(None, "cache_size", -65_536)?;
+        connection.pragma_update(None, "cache_size", -16_384)?;
         // Checkpoint (two fsyncs) every ~32 MiB of WAL rather than every 4 MiB.
         connection.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;

@@ -7,8 +7,8 @@
 //! purged after each run. The daemon is the release binary with a configuration of its own
 //! (state directory, socket, logs in a scratch directory; no enrollment) whose watched roots
 //! contain the workload, so every event is stored: the worst case. Each daemon run also reports
-//! the events the kernel could not hand over (target 0), the daemon's peak RSS (`VmHWM`), the store
-//! size after the load, the daemon's CPU time, and how long after the workload ended the store had
+//! the events the kernel could not hand over (target 0), the daemon's peak RSS (`VmHWM`) and its
+//! RSS once the store caught up (`VmRSS`), the store size after the load, the daemon's CPU time, and how long after the workload ended the store had
 //! caught up (every event recorded before the end stored). One more daemon run per workload, not
 //! timed against the others, has the kernel's BPF run-time statistics on and reports how long the
 //! daemon's programs ran inside the workload's syscalls: the part of the overhead that is the
@@ -315,6 +315,7 @@ struct DaemonFigures {
     failed_batches: f64,
     caught_up_secs: f64,
     peak_rss_mib: f64,
+    rss_mib: f64,
     store_mib: f64,
     cpu_secs: f64,
 }
@@ -435,7 +436,8 @@ fn run_with_daemon(
         gaps: delta("/store/stats/gaps"),
         failed_batches: number(&after, "/intake/failed_batches"),
         caught_up_secs,
-        peak_rss_mib: daemon.peak_rss_kib()? / 1024.0,
+        peak_rss_mib: daemon.status_kib("VmHWM")? / 1024.0,
+        rss_mib: daemon.status_kib("VmRSS")? / 1024.0,
         store_mib: number(&after, "/store/stats/bytes_on_disk") / (1024.0 * 1024.0),
         cpu_secs: daemon.cpu_seconds()?,
     };
@@ -622,14 +624,14 @@ impl BenchDaemon {
         }
     }
 
-    /// `VmHWM` of the daemon, in KiB.
-    fn peak_rss_kib(&self) -> anyhow::Result<f64> {
+    /// A memory figure of the daemon's `/proc` status (`VmHWM`, `VmRSS`), in KiB.
+    fn status_kib(&self, field: &str) -> anyhow::Result<f64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in the daemon's /proc status")
+            .with_context(|| format!("no {field} in the daemon's /proc status"))
     }
 
     /// User + system CPU time of the daemon so far.
@@ -758,6 +760,10 @@ impl WorkloadResult {
                 self.figure(|f| f.peak_rss_mib, "MiB"),
             ),
             (
+                "daemon RSS once caught up (VmRSS)",
+                self.figure(|f| f.rss_mib, "MiB"),
+            ),
+            (
                 "store size after the load",
                 self.figure(|f| f.store_mib, "MiB"),
             ),
@@ -830,7 +836,8 @@ impl WorkloadResult {
             "daemon": self.daemon.iter().map(|f| serde_json::json!({
                 "lost": f.lost, "emitted": f.emitted, "stored": f.stored, "gaps": f.gaps,
                 "failed_batches": f.failed_batches, "caught_up_s": f.caught_up_secs,
-                "peak_rss_mib": f.peak_rss_mib, "store_mib": f.store_mib, "cpu_s": f.cpu_secs,
+                "peak_rss_mib": f.peak_rss_mib, "rss_mib": f.rss_mib, "store_mib": f.store_mib,
+                "cpu_s": f.cpu_secs,
             })).collect::<Vec<_>>(),
         })
     }
@@ -848,8 +855,8 @@ fn section(results: &[&WorkloadResult]) -> String {
          the median of each round's own ratio (the two runs of a round follow each other). The \
          target is met when both are within it and no event was lost.\n\n\
          | workload | no daemon | daemon running | overhead (medians) | overhead (paired) | target \
-         | met | events lost | store caught up after | peak RSS | store size |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | met | events lost | store caught up after | peak RSS | RSS once caught up | store size |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let without = seconds(&r.without);
@@ -860,7 +867,7 @@ fn section(results: &[&WorkloadResult]) -> String {
         let met = r.met();
         let _ = writeln!(
             md,
-            "| {} | {:.3} s ({:.3}–{:.3}) | {:.3} s ({:.3}–{:.3}) | {overhead:.3}× | {paired:.3}× | ≤ {TARGET_OVERHEAD}×, 0 lost | {} | {:.0} (max {:.0}) | {:.2} s | {:.1} MiB | {:.1} MiB |",
+            "| {} | {:.3} s ({:.3}–{:.3}) | {:.3} s ({:.3}–{:.3}) | {overhead:.3}× | {paired:.3}× | ≤ {TARGET_OVERHEAD}×, 0 lost | {} | {:.0} (max {:.0}) | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
             r.description,
             without.median(),
             without.min(),
@@ -873,6 +880,7 @@ fn section(results: &[&WorkloadResult]) -> String {
             lost.max(),
             r.figure(|f| f.caught_up_secs, "s").median(),
             r.figure(|f| f.peak_rss_mib, "MiB").max(),
+            r.figure(|f| f.rss_mib, "MiB").median(),
             r.figure(|f| f.store_mib, "MiB").median(),
         );
     }
