@@ -253,7 +253,7 @@ fn change_while_daemon_stopped_alerts() {
     assert_verdict(&daemon, &line, "failed", "no complete evidence");
 }
 
-/// `verifier status` answers with the attached programs while the daemon runs.
+/// `verifier status` answers with the attached programs and the daemon's memory while it runs.
 #[test]
 fn status_reports_attached_programs() {
     require_root();
@@ -270,6 +270,8 @@ fn status_reports_attached_programs() {
     assert!(programs.len() >= 5, "{status:#}");
     // Durations are seconds, not serde's `{secs, nanos}`.
     assert!(status["packages"]["build_time_secs"].is_f64(), "{status:#}");
+    let resident = status["resident_bytes"].as_u64().unwrap_or(0);
+    assert!(resident > 1024 * 1024, "{status:#}");
     let text = daemon.cli(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
     let build_line = text
@@ -280,6 +282,11 @@ fn status_reports_attached_programs() {
         build_line.ends_with(" s") && !build_line.contains("nanos"),
         "{build_line}"
     );
+    let memory_line = text
+        .lines()
+        .find(|line| line.starts_with("resident:"))
+        .unwrap_or_else(|| panic!("no resident memory line:\n{text}"));
+    assert!(memory_line.ends_with(" MiB"), "{memory_line}");
 }
 
 /// Three versions of one throwaway package with a single binary in /usr/bin; returns the path

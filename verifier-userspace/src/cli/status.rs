@@ -32,7 +32,8 @@ pub fn run(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Nested objects as indented `key: value` lines; `*_secs` numbers as `key: <n> s`.
+/// Nested objects as indented `key: value` lines; `*_secs` numbers as `key: <n> s`, `*_bytes`
+/// numbers as `key: <n> MiB`.
 fn print_human(value: &serde_json::Value, indent: usize) {
     let Some(object) = value.as_object() else {
         println!("{:indent$}{value}", "");
@@ -61,6 +62,14 @@ fn print_human(value: &serde_json::Value, indent: usize) {
                     "{:indent$}{}: {number} s",
                     "",
                     key.trim_end_matches("_secs")
+                )
+            }
+            serde_json::Value::Number(number) if key.ends_with("_bytes") => {
+                let mib = number.as_f64().unwrap_or(f64::NAN) / (1024.0 * 1024.0);
+                println!(
+                    "{:indent$}{}: {mib:.1} MiB",
+                    "",
+                    key.trim_end_matches("_bytes")
                 )
             }
             other => println!("{:indent$}{key}: {other}", ""),

@@ -1,16 +1,18 @@
 //! The daemon's status document for `verifier status`: programs attached, event rates, losses,
-//! store size, transactions in flight, pending verdicts, package index and mail counters.
+//! store size, transactions in flight, pending verdicts, package index, mail counters and the
+//! daemon's own memory.
 
 use serde_json::{Value, json};
 
 use super::Daemon;
-use crate::store::format_time;
+use crate::{heap, store::format_time};
 
 impl Daemon {
     pub(crate) fn status(&self) -> Value {
         json!({
             "healthy": self.healthy(),
             "uptime_secs": self.started.elapsed().as_secs(),
+            "resident_bytes": heap::resident_bytes(),
             "backend": self.lock_recorder().backend().name(),
             "recorder": self.recorder_status(),
             "intake": {
