@@ -8,11 +8,12 @@
 //! (state directory, socket, logs in a scratch directory; no enrollment) whose watched roots
 //! contain the workload, so every event is stored: the worst case. Each daemon run also reports
 //! the events the kernel could not hand over (target 0), the daemon's peak RSS (`VmHWM`) and its
-//! RSS once the store caught up (`VmRSS`), the store size after the load, the daemon's CPU time, and how long after the workload ended the store had
-//! caught up (every event recorded before the end stored). One more daemon run per workload, not
-//! timed against the others, has the kernel's BPF run-time statistics on and reports how long the
-//! daemon's programs ran inside the workload's syscalls: the part of the overhead that is the
-//! kernel side's, without the noise of the wall-time ratio.
+//! RSS once the store caught up (`VmRSS`), the store size after the load, the daemon's CPU time,
+//! and how long after the workload ended the store had caught up (every event recorded before the
+//! end stored). One more daemon run per workload, not timed against the others, has the kernel's
+//! BPF run-time statistics on and reports how long the daemon's programs ran inside the
+//! workload's syscalls: the part of the overhead that is the kernel side's, without the noise of
+//! the wall-time ratio.
 use std::{
     collections::HashSet,
     fmt::Write as _,
