@@ -11,19 +11,12 @@ use std::{
 use anyhow::Context as _;
 use verifier::{
     config::PackagesConfig,
+    heap,
     packages::{DigestAlgo, PackageIndex, verify::Hasher},
 };
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    heap::resident_bytes().unwrap_or(0) / 1024
 }
 
 /// CPU time this thread has used, so throughput does not depend on other load on the machine.
