@@ -104,6 +104,43 @@ fn time_command(program: &Path, args: &[String]) -> anyhow::Result<(Duration, us
     Ok((started.elapsed(), lines))
 }
 
+/// The paketkoll release installed for the benchmark when the machine has none.
+const PAKETKOLL_VERSION: &str = "0.3.16";
+/// Where that install goes, below the workspace (build output, not tracked).
+const BENCH_TOOLS: &str = "target/bench-tools";
+
+/// A baseline's program: on PATH, in cargo's bin directory or the benchmark's own tools; paketkoll
+/// (from crates.io, not Debian) is installed there when missing. `None`: not available.
+fn locate_baseline(workspace: &Path, program: &str) -> Option<PathBuf> {
+    let own = workspace.join(BENCH_TOOLS).join("bin").join(program);
+    if let Some(found) = find_program(program).or_else(|| own.is_file().then(|| own.clone())) {
+        return Some(found);
+    }
+    if program != "paketkoll" {
+        return None;
+    }
+    let installed = run_checked(
+        cargo()
+            .args(["install", "--locked", "--root"])
+            .arg(workspace.join(BENCH_TOOLS))
+            .arg(format!("paketkoll@{PAKETKOLL_VERSION}")),
+    );
+    match installed {
+        Ok(()) if own.is_file() => Some(own),
+        Ok(()) => {
+            eprintln!(
+                "xtask: packages: paketkoll installed, but not at {}",
+                own.display()
+            );
+            None
+        }
+        Err(error) => {
+            eprintln!("xtask: packages: installing paketkoll failed ({error:#}); not compared");
+            None
+        }
+    }
+}
+
 /// `program` on PATH, or in cargo's bin directory (where `cargo install` puts paketkoll).
 fn find_program(program: &str) -> Option<PathBuf> {
     let cargo_home = std::env::var_os("CARGO_HOME")
@@ -156,7 +193,7 @@ pub fn run(workspace: &Path, repeat: usize) -> anyhow::Result<PackagesBench> {
         ("debsums -s", "debsums", &["-s"][..]),
         ("paketkoll check", "paketkoll", &["check"][..]),
     ] {
-        match find_program(program) {
+        match locate_baseline(workspace, program) {
             Some(path) => baselines.push(Tool::new(name, path, args, repeat)),
             None => missing.push(name),
         }
